@@ -1,0 +1,89 @@
+"""Turn a composed config into the objects of one job: datamodule, network, task, callbacks.
+
+Only entry points call these; the objects below them take plain arguments and never see the config tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlzoo.paths import project_root
+
+# Model-config keys that describe the input the model needs rather than builder arguments.
+INPUT_KEYS = ("name", "image_size")
+
+
+def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k not in INPUT_KEYS}
+    reg = cfg.get("regularizer") or {}
+    if reg.get("dropout") is not None:
+        kwargs["dropout"] = reg["dropout"]
+    return kwargs
+
+
+def build_datamodule(cfg: DictConfig):
+    from dlzoo.data.datamodule import ArrayDataModule
+
+    image_size = cfg.model.get("image_size") or cfg.data.get("image_size")
+    reg = cfg.get("regularizer") or {}
+    return ArrayDataModule(cfg.data.name, project_root() / "artifacts" / "splits", batch_size=cfg.data.batch_size,
+                           num_workers=cfg.data.num_workers, image_size=image_size, seed=cfg.seed,
+                           standardize=cfg.data.get("standardize", True),
+                           translate=(reg.get("augment") or {}).get("translate", 0.0))
+
+
+def build_network(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int):
+    from dlzoo.models import get_model
+
+    return get_model(cfg.model.name, input_shape=input_shape, num_classes=num_classes, **model_kwargs(cfg))
+
+
+def _partial(node: DictConfig | None, drop: tuple[str, ...] = ()):
+    from hydra.utils import instantiate
+
+    if not node or "_target_" not in node:
+        return None
+    node = OmegaConf.create({k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop})
+    return instantiate(node)
+
+
+def build_task(cfg: DictConfig, net, num_classes: int):
+    from dlzoo.tasks.classify import ClassificationTask
+
+    reg = cfg.get("regularizer") or {}
+    weight_decay = reg.get("weight_decay", cfg.optimizer.get("weight_decay", 0.0)) or 0.0
+    return ClassificationTask(
+        net,
+        num_classes=num_classes,
+        optimizer=_partial(cfg.optimizer),
+        scheduler=_partial(cfg.get("scheduler"), drop=("interval",)),
+        scheduler_interval=(cfg.get("scheduler") or {}).get("interval", "epoch"),
+        weight_decay=weight_decay,
+        label_smoothing=reg.get("label_smoothing", 0.0) or 0.0,
+    )
+
+
+def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from dlzoo.training.history import SaveOnException
+
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None:
+            continue
+        cb = instantiate(node)
+        if isinstance(cb, ModelCheckpoint):
+            cb.dirpath = str(ckpt_dir)
+        callbacks.append(cb)
+    # An interrupted or crashing run leaves its state behind (checkpoints/on_exception.ckpt).
+    callbacks.append(SaveOnException(ckpt_dir))
+    return callbacks
+
+
+def count_parameters(net) -> int:
+    return sum(p.numel() for p in net.parameters())

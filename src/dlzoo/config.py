@@ -1,0 +1,84 @@
+"""Checks on the composed config, run before anything is trained, and small config helpers.
+
+Hydra itself refuses unknown group options (listing the valid ones) and unknown keys in structured
+parts; this module refuses values that compose fine but make no sense (negative learning rate, batch
+size 0, dropout >= 1 ...), naming the key and the allowed range, all problems at once.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlzoo.errors import ConfigError
+
+Check = Callable[[Any], bool]
+
+
+def _num(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+POSITIVE: tuple[Check, str] = (lambda v: _num(v) and v > 0, "a number > 0")
+NON_NEGATIVE: tuple[Check, str] = (lambda v: _num(v) and v >= 0, "a number >= 0")
+UNIT_OPEN: tuple[Check, str] = (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)")
+POS_INT: tuple[Check, str] = (lambda v: _int(v) and v >= 1, "an integer >= 1")
+NON_NEG_INT: tuple[Check, str] = (lambda v: _int(v) and v >= 0, "an integer >= 0")
+EPOCHS: tuple[Check, str] = (lambda v: _int(v) and (v >= 1 or v == -1), "an integer >= 1 (or -1 for no limit)")
+OPT_POS_INT: tuple[Check, str] = (lambda v: v is None or (_int(v) and v >= 1), "null or an integer >= 1")
+
+# key (dotted) -> (check, what is allowed). A key that is absent from the config is not checked.
+RULES: dict[str, tuple[Check, str]] = {
+    "seed": NON_NEG_INT,
+    "optimizer.lr": POSITIVE,
+    "optimizer.weight_decay": NON_NEGATIVE,
+    "optimizer.momentum": UNIT_OPEN,
+    "data.batch_size": POS_INT,
+    "data.num_workers": NON_NEG_INT,
+    "data.image_size": OPT_POS_INT,
+    "model.dropout": UNIT_OPEN,
+    "model.image_size": OPT_POS_INT,
+    "regularizer.dropout": UNIT_OPEN,
+    "regularizer.weight_decay": NON_NEGATIVE,
+    "regularizer.label_smoothing": UNIT_OPEN,
+    "regularizer.augment.translate": (lambda v: _num(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
+    "trainer.max_epochs": EPOCHS,
+    "trainer.devices": (lambda v: v == "auto" or (_int(v) and v >= 1) or isinstance(v, (list, tuple)), "an integer >= 1, a list of ids or 'auto'"),
+    "trainer.gradient_clip_val": (lambda v: v is None or (_num(v) and v > 0), "null or a number > 0"),
+    "callbacks.early_stopping.patience": NON_NEG_INT,
+    "prepare.val_fraction": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
+    "prepare.test_fraction": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
+    "prepare.seed": NON_NEG_INT,
+}
+
+_MISSING = object()
+
+
+def validate(cfg: DictConfig) -> None:
+    problems = []
+    for key, (ok, allowed) in RULES.items():
+        value = OmegaConf.select(cfg, key, default=_MISSING)
+        if value is _MISSING:
+            continue
+        if not ok(value):
+            problems.append(f"{key}={value!r}: must be {allowed}")
+    if problems:
+        raise ConfigError("invalid config (nothing was trained):\n  " + "\n  ".join(problems))
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

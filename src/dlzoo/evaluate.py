@@ -1,0 +1,106 @@
+"""Evaluate a trained run on a split and record the result: ``python -m dlzoo.evaluate RUN_DIR``.
+
+RUN_DIR is a training output folder (it holds ``run_info.json``, ``config.yaml`` and ``checkpoints/``).
+The best checkpoint is tested on the chosen split; the metrics go to the run's MLflow run
+(``test/*`` for the test split), to a metrics JSON for ``dvc metrics show``, and the predictions to
+``predictions.csv`` for ``dvc plots show`` (a confusion matrix); the confusion-matrix plot goes to MLflow.
+
+    python -m dlzoo.evaluate artifacts/runs/digits_lenet5 --metrics metrics/digits_lenet5.json
+    python -m dlzoo.evaluate outputs/2026-11-22/18-00-00 --split val
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from dlzoo.errors import DataError, DlzooError
+
+
+def load_run(run_dir: Path) -> dict:
+    info_path = run_dir / "run_info.json"
+    if not info_path.exists():
+        raise DataError(f"{info_path} not found: train first, e.g. `python -m dlzoo.train output_dir={run_dir}`"
+                        " or `dvc repro`")
+    return json.loads(info_path.read_text())
+
+
+def evaluate(run_dir: Path, split: str = "test", ckpt: str | None = None) -> dict:
+    from omegaconf import OmegaConf
+
+    from dlzoo.train import quiet
+
+    quiet()
+    import lightning.pytorch as pl
+    import mlflow
+    import numpy as np
+    import torch
+
+    from dlzoo import builders
+    from dlzoo.train import log_confusion_matrix
+
+    info = load_run(run_dir)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    ckpt = ckpt or info.get("best_ckpt") or info.get("last_ckpt")
+    if not ckpt or not Path(ckpt).exists():
+        raise DataError(f"checkpoint {ckpt!r} of {run_dir} not found: re-train with `dvc repro` or pass --ckpt")
+    pl.seed_everything(cfg.seed, verbose=False)
+    dm = builders.build_datamodule(cfg)
+    dm.setup()
+    net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
+    task = builders.build_task(cfg, net, dm.num_classes)
+    task.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+    task.eval()
+
+    loader = {"train": dm.train_dataloader, "val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
+    if split == "train":
+        loader = torch.utils.data.DataLoader(dm.datasets["train"], batch_size=dm.batch_size)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    results = trainer.test(task, dataloaders=loader, verbose=False)[0]
+    metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
+    cm = task.test_confmat.compute().cpu().numpy()
+
+    with torch.no_grad():
+        preds = torch.cat([task(x).argmax(1) for x, _ in loader]).numpy()
+    labels = np.concatenate([y.numpy() for _, y in loader])
+    with (run_dir / "predictions.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["actual", "predicted"])
+        w.writerows(zip(labels.tolist(), preds.tolist()))
+
+    mlflow.set_tracking_uri(info["tracking_uri"])
+    with mlflow.start_run(run_id=info["run_id"]):  # reopen the training run; ends as FINISHED
+        mlflow.log_metrics(metrics)
+        if split == "test":
+            log_confusion_matrix(cm, run_dir, cfg.data.name)
+        mlflow.log_artifact(str(run_dir / "predictions.csv"))
+    summary = {"name": cfg.get("name") or run_dir.name, "run_id": info["run_id"], "experiment": info["experiment"],
+               "model": cfg.model.name, "dataset": cfg.data.name, "num_params": info.get("num_params"),
+               "epochs": info.get("epochs"), **metrics}
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", type=Path, help="a training output folder (holds run_info.json)")
+    ap.add_argument("--split", choices=["train", "val", "test"], default="test")
+    ap.add_argument("--ckpt", default=None, help="checkpoint to evaluate (default: the run's best)")
+    ap.add_argument("--metrics", type=Path, default=None, help="write the metrics JSON here")
+    args = ap.parse_args(argv)
+    try:
+        summary = evaluate(args.run_dir, args.split, args.ckpt)
+    except DlzooError as exc:
+        sys.exit(f"error: {exc}")
+    text = json.dumps(summary, indent=2)
+    if args.metrics:
+        args.metrics.parent.mkdir(parents=True, exist_ok=True)
+        args.metrics.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""Networks: plain ``nn.Module`` builders in a registry keyed by name (``list_models``/``get_model``).
+
+Every builder takes ``input_shape`` (without the batch dim) and ``num_classes`` plus its own keyword
+arguments; importing this package registers every family.
+"""
+
+from dlzoo.models.registry import get_model, list_models, register_model  # noqa: F401
+from dlzoo.models import mlp, lenet, cnn1d  # noqa: F401,E402  (registers the families)

@@ -1,0 +1,34 @@
+"""A small 1-D CNN for signals such as MNIST-1D: conv-BN-ReLU blocks with pooling, then global average pooling."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from dlzoo.models.registry import register_model
+
+
+class CNN1d(nn.Module):
+    def __init__(self, in_chans: int, num_classes: int, channels: list[int], kernel_size: int = 5,
+                 dropout: float = 0.0, batchnorm: bool = True):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        c_in = in_chans
+        for i, c in enumerate(channels):
+            blocks += [nn.Conv1d(c_in, c, kernel_size, padding=kernel_size // 2, bias=not batchnorm)]
+            if batchnorm:
+                blocks.append(nn.BatchNorm1d(c))
+            blocks.append(nn.ReLU())
+            if i < len(channels) - 1:
+                blocks.append(nn.MaxPool1d(2))  # (B, c, L/2)
+            c_in = c
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, num_classes))
+
+    def forward(self, x):  # x: (B, C, L)
+        return self.head(self.pool(self.features(x)))
+
+
+@register_model()
+def cnn1d(input_shape, num_classes, channels=(32, 64, 128), kernel_size=5, dropout=0.0, batchnorm=True) -> CNN1d:
+    return CNN1d(input_shape[0], num_classes, list(channels), kernel_size, dropout, batchnorm)

@@ -1,0 +1,32 @@
+"""Where things live. The project root is the nearest parent of the working directory holding
+``dvc.yaml`` (so commands work from a sub-folder and from a temporary copy of the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root(start: Path | None = None) -> Path:
+    env = os.environ.get("DLZOO_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for p in (here, *here.parents):
+        if (p / "dvc.yaml").exists() and (p / "conf").is_dir():
+            return p
+    return here
+
+
+def conf_dir() -> Path:
+    """The Hydra config folder: ``<root>/conf`` of the project being worked on, else the source checkout's."""
+    root_conf = project_root() / "conf"
+    if root_conf.is_dir():
+        return root_conf
+    return PACKAGE_DIR.parents[1] / "conf"
+
+
+DATA_FIX_HINT = "run `make data` (materialises the embedded datasets and checks them against data.dvc), or `dvc pull` where a DVC remote is set up"
+SPLITS_FIX_HINT = "run `dvc repro prepare` (or `python -m dlzoo.prepare`)"

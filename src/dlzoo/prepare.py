@@ -1,0 +1,77 @@
+"""DVC stage `prepare`: seeded, stratified train/val/test splits of every raw dataset.
+
+Reads its parameters from the ``prepare`` section of ``params.yaml`` (the composed config, so
+``dvc exp run -S prepare.seed=1`` works) and writes ``artifacts/splits/<dataset>/{x,y}_{train,val,test}.npy``.
+Validation is carved from the training pool; digits has no official test split, so one is carved too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dlzoo.data.arrays import load_array, save_arrays
+from dlzoo.errors import ConfigError, DlzooError
+from dlzoo.paths import DATA_FIX_HINT, project_root
+
+
+def _split(x, y, fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
+
+
+def check_params(p: dict) -> None:
+    for key in ("val_fraction", "test_fraction"):
+        v = p[key]
+        if not (isinstance(v, (int, float)) and 0.0 < v < 1.0):
+            raise ConfigError(f"prepare.{key}={v!r}: must be a number in (0, 1)")
+    if not isinstance(p["seed"], int) or p["seed"] < 0:
+        raise ConfigError(f"prepare.seed={p['seed']!r}: must be an integer >= 0")
+
+
+def prepare(data_dir: Path, out_dir: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+    check_params({"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction})
+    summary = {}
+
+    def arr(*parts):
+        return load_array(data_dir.joinpath(*parts), DATA_FIX_HINT)
+
+    # digits: one pool -> test carved first, then val from what remains.
+    x, y = arr("digits", "x.npy"), arr("digits", "y.npy")
+    x_pool, x_te, y_pool, y_te = _split(x, y, test_fraction, seed)
+    x_tr, x_va, y_tr, y_va = _split(x_pool, y_pool, val_fraction, seed)
+    save_arrays(out_dir / "digits", x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, x_test=x_te, y_test=y_te)
+    summary["digits"] = {"train": len(y_tr), "val": len(y_va), "test": len(y_te)}
+
+    # mnist1d: official test split kept, val carved from train.
+    x, y = arr("mnist1d", "x_train.npy"), arr("mnist1d", "y_train.npy")
+    x_tr, x_va, y_tr, y_va = _split(x, y, val_fraction, seed)
+    x_te, y_te = arr("mnist1d", "x_test.npy"), arr("mnist1d", "y_test.npy")
+    save_arrays(out_dir / "mnist1d", x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, x_test=x_te, y_test=y_te)
+    summary["mnist1d"] = {"train": len(y_tr), "val": len(y_va), "test": len(y_te)}
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", type=Path, default=None, help="params file (default: <project>/params.yaml)")
+    ap.add_argument("--data", type=Path, default=None, help="raw data folder (default: <project>/data)")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: <project>/artifacts/splits)")
+    args = ap.parse_args(argv)
+    root = project_root()
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.to_container(OmegaConf.load(args.params or root / "params.yaml").prepare)
+    try:
+        summary = prepare(args.data or root / "data", args.out or root / "artifacts" / "splits", **params)
+    except DlzooError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from dlzoo.report.cli import main
+
+main()

@@ -1,0 +1,81 @@
+"""Plots for runs and reports (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(history: dict[str, list[tuple[int, float]]], path: Path, title: str = "") -> Path:
+    """history: metric key -> [(epoch, value)]. Losses on the left axis, accuracies on the right."""
+    plt = _plt()
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key, points in sorted(history.items()):
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        (ax_l if key.endswith("loss") else ax_a).plot(xs, ys, marker=".", label=key)
+    for ax, name in ((ax_l, "loss"), (ax_a, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix(cm: np.ndarray, path: Path, labels: Sequence[str] | None = None, title: str = "") -> Path:
+    plt = _plt()
+    n = cm.shape[0]
+    labels = list(labels or range(n))
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xticks(range(n), labels)
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    thresh = cm.max() / 2 if cm.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > thresh else "black")
+    ax.set_title(title or f"confusion matrix (acc {np.trace(cm) / max(cm.sum(), 1):.3f})")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def bar_chart(names: Sequence[str], values: Sequence[float], path: Path, xlabel: str, title: str = "") -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    ax.barh(list(names), list(values), color="tab:blue")
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.3f}", va="center")
+    ax.set_xlabel(xlabel)
+    ax.set_xlim(0, 1.08)
+    ax.invert_yaxis()
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,75 @@
+"""Classification task: one LightningModule for every classifier network (the network is injected)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+
+class ClassificationTask(pl.LightningModule):
+    """Cross-entropy training with accuracy/F1 metrics logged as ``train/*``, ``val/*``, ``test/*``.
+
+    ``optimizer`` is a partial ``torch.optim`` constructor (Hydra ``_partial_``) that takes the parameter
+    groups; ``scheduler`` a partial LR scheduler constructor or None, stepped per ``scheduler_interval``.
+    """
+
+    def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
+                 scheduler_interval: str = "epoch", weight_decay: float = 0.0, label_smoothing: float = 0.0):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.train_acc = MulticlassAccuracy(num_classes)
+        self.val_acc = MulticlassAccuracy(num_classes)
+        self.test_acc = MulticlassAccuracy(num_classes)
+        self.test_f1 = MulticlassF1Score(num_classes, average="macro")
+        self.test_confmat = MulticlassConfusionMatrix(num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        return loss, logits, y
+
+    def training_step(self, batch, batch_idx):
+        loss, logits, y = self._step(batch)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, logits, y = self._step(batch)
+        self.val_acc(logits, y)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        loss, logits, y = self._step(batch)
+        self.test_acc(logits, y)
+        self.test_f1(logits, y)
+        self.test_confmat.update(logits, y)
+        self.log("test/loss", loss, on_epoch=True)
+        self.log("test/acc", self.test_acc, on_epoch=True)
+        self.log("test/f1_macro", self.test_f1, on_epoch=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confmat.reset()
+
+    def configure_optimizers(self):
+        from dlzoo.training.optim import param_groups
+
+        opt = self.optimizer_factory(param_groups(self.net, self.hparams.weight_decay))
+        if self.scheduler_factory is None:
+            return opt
+        sched = self.scheduler_factory(opt)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval,
+                                                   "monitor": "val/loss"}}

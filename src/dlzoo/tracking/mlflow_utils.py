@@ -1,0 +1,99 @@
+"""MLflow conventions of dlzoo: where the store is, run names, tags, and how a run ends.
+
+Default store: ``sqlite:///<project>/mlflow.db`` with artifacts under ``<project>/mlartifacts``
+(MLflow >= 3.13 refuses a plain ``./mlruns`` file store). ``$MLFLOW_TRACKING_URI`` or
+``logger.tracking_uri`` points it elsewhere (e.g. ``http://127.0.0.1:5000`` for a shared server).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from dlzoo.paths import project_root
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    if configured:
+        return configured
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    return (project_root() / "mlartifacts").as_uri()
+
+
+def get_or_create_experiment(client, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    uri = client._tracking_client.tracking_uri
+    if uri.startswith("sqlite:") or uri.startswith("postgresql") or uri.startswith("mysql"):
+        location = f"{artifact_root()}/{name}"
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created meanwhile by a parallel job
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def data_version() -> str | None:
+    """The md5 that data.dvc records for data/ (what DVC calls the data version)."""
+    f = project_root() / "data.dvc"
+    if not f.exists():
+        return None
+    for line in f.read_text().splitlines():
+        line = line.strip().lstrip("- ")
+        if line.startswith("md5:"):
+            return line.split(":", 1)[1].strip()
+    return hashlib.md5(f.read_bytes()).hexdigest()
+
+
+def provenance_tags(overrides: list[str]) -> dict[str, str]:
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    tags = {
+        "git.commit": commit or "unknown",
+        "git.dirty": "unknown" if status is None else str(bool(status)).lower(),
+        "data.dvc.md5": data_version() or "unknown",
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "mlflow.source.git.commit": commit or "",
+        "mlflow.note.content": "Hydra overrides: " + (" ".join(overrides) if overrides else "(none: defaults)"),
+    }
+    return {k: v for k, v in tags.items() if v != ""}
+
+
+def run_name(cfg: Any) -> str:
+    if cfg.logger.get("run_name"):
+        return str(cfg.logger.run_name)
+    what = cfg.get("name") or f"{cfg.data.name}_{cfg.model.name}"
+    opt = str(cfg.optimizer.get("_target_", "opt")).rsplit(".", 1)[-1].lower()
+    return f"{what}-{opt}-lr{cfg.optimizer.lr:g}-s{cfg.seed}"
+
+
+def end_status(exc: BaseException | None, interrupted: bool) -> str:
+    """MLflow run status for how a job ended: FINISHED, KILLED (Ctrl-C / SIGTERM) or FAILED."""
+    if exc is None and not interrupted:
+        return "FINISHED"
+    if interrupted or isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "SIGTERMException":
+        return "KILLED"
+    return "FAILED"

@@ -1,0 +1,49 @@
+"""A callback that keeps the per-epoch metrics in memory (for plots and the DVC plots CSV)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import lightning.pytorch as pl
+
+KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+
+class EpochHistory(pl.Callback):
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch}
+        row.update({k: float(m[k]) for k in KEYS if k in m})
+        self.rows.append(row)
+
+    def series(self) -> dict[str, list[tuple[int, float]]]:
+        return {k: [(r["epoch"], r[k]) for r in self.rows if k in r] for k in KEYS}
+
+    def write_csv(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["epoch", *KEYS])
+            w.writeheader()
+            for r in self.rows:
+                w.writerow(r)
+
+
+class SaveOnException(pl.Callback):
+    """Writes ``on_exception.ckpt`` when fitting is interrupted or crashes, so no work is lost.
+
+    Lightning's own ``OnExceptionCheckpoint`` is not used because its presence makes every
+    ``fit(ckpt_path=None)`` resume from ``last`` silently; resuming is explicit here (``train.resume``).
+    """
+
+    def __init__(self, dirpath: Path) -> None:
+        self.path = Path(dirpath) / "on_exception.ckpt"
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn == "fit" and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)

@@ -1,0 +1,61 @@
+"""Shared fixtures. Tests use the real Hydra, Lightning, MLflow (sqlite store in a temp dir) and DVC."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def splits_dir(tmp_path_factory) -> Path:
+    """The `prepare` stage's splits, made once for the session from the real data/ (make data)."""
+    from dlzoo.prepare import prepare
+
+    if not (ROOT / "data" / "digits" / "x.npy").exists():
+        pytest.fail("data/ is missing: run `make data` (make test does)")
+    out = tmp_path_factory.mktemp("splits")
+    prepare(ROOT / "data", out, seed=0, val_fraction=0.15, test_fraction=0.2)
+    return out
+
+
+@pytest.fixture
+def project(tmp_path, splits_dir, monkeypatch) -> Path:
+    """A throw-away project root: conf/ and the splits of the real one, its own MLflow store."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copytree(ROOT / "conf", proj / "conf")
+    shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
+    (proj / "artifacts").mkdir()
+    os.symlink(splits_dir, proj / "artifacts" / "splits")
+    monkeypatch.chdir(proj)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DLZOO_ROOT", raising=False)
+    return proj
+
+
+def compose(overrides: list[str] | None = None):
+    from dlzoo.configure import compose as _compose
+
+    return _compose(overrides)
+
+
+FAST = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    e.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([PY, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=e)
