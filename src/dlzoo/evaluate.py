@@ -3,7 +3,7 @@
 RUN_DIR is a training output folder (it holds ``run_info.json``, ``config.yaml`` and ``checkpoints/``).
 The best checkpoint is tested on the chosen split; the metrics go to the run's MLflow run
 (``test/*`` for the test split), to a metrics JSON for ``dvc metrics show``, and the predictions to
-``predictions.csv`` for ``dvc plots show`` (a confusion matrix); the confusion-matrix plot goes to MLflow.
+``artifacts/eval/<run>/predictions.csv`` for ``dvc plots show`` (a confusion matrix); the confusion-matrix plot goes to MLflow.
 
     python -m dlzoo.evaluate artifacts/runs/digits_lenet5 --metrics metrics/digits_lenet5.json
     python -m dlzoo.evaluate outputs/2026-11-22/18-00-00 --split val
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from dlzoo.errors import DataError, DlzooError
+from dlzoo.paths import project_root
 
 
 def load_run(run_dir: Path) -> dict:
@@ -28,7 +29,7 @@ def load_run(run_dir: Path) -> dict:
     return json.loads(info_path.read_text())
 
 
-def evaluate(run_dir: Path, split: str = "test", ckpt: str | None = None) -> dict:
+def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None = None) -> dict:
     from omegaconf import OmegaConf
 
     from dlzoo.train import quiet
@@ -67,7 +68,8 @@ def evaluate(run_dir: Path, split: str = "test", ckpt: str | None = None) -> dic
     with torch.no_grad():
         preds = torch.cat([task(x).argmax(1) for x, _ in loader]).numpy()
     labels = np.concatenate([y.numpy() for _, y in loader])
-    with (run_dir / "predictions.csv").open("w", newline="") as f:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "predictions.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["actual", "predicted"])
         w.writerows(zip(labels.tolist(), preds.tolist()))
@@ -76,8 +78,8 @@ def evaluate(run_dir: Path, split: str = "test", ckpt: str | None = None) -> dic
     with mlflow.start_run(run_id=info["run_id"]):  # reopen the training run; ends as FINISHED
         mlflow.log_metrics(metrics)
         if split == "test":
-            log_confusion_matrix(cm, run_dir, cfg.data.name)
-        mlflow.log_artifact(str(run_dir / "predictions.csv"))
+            log_confusion_matrix(cm, out_dir, cfg.data.name)
+        mlflow.log_artifact(str(out_dir / "predictions.csv"))
     summary = {"name": cfg.get("name") or run_dir.name, "run_id": info["run_id"], "experiment": info["experiment"],
                "model": cfg.model.name, "dataset": cfg.data.name, "num_params": info.get("num_params"),
                "epochs": info.get("epochs"), **metrics}
@@ -90,9 +92,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", choices=["train", "val", "test"], default="test")
     ap.add_argument("--ckpt", default=None, help="checkpoint to evaluate (default: the run's best)")
     ap.add_argument("--metrics", type=Path, default=None, help="write the metrics JSON here")
+    ap.add_argument("--out-dir", type=Path, default=None,
+                    help="folder for predictions.csv and plots (default: artifacts/eval/<run folder name>)")
     args = ap.parse_args(argv)
     try:
-        summary = evaluate(args.run_dir, args.split, args.ckpt)
+        out_dir = args.out_dir or project_root() / "artifacts" / "eval" / args.run_dir.name
+        summary = evaluate(args.run_dir, out_dir, args.split, args.ckpt)
     except DlzooError as exc:
         sys.exit(f"error: {exc}")
     text = json.dumps(summary, indent=2)

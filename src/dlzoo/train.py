@@ -125,7 +125,10 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
         error = exc
         raise
     finally:
-        interrupted = trainer is not None and trainer.state.status == TrainerStatus.INTERRUPTED
+        # Lightning turns Ctrl-C inside fit/test into SystemExit(1) after marking the trainer INTERRUPTED
+        # (it marks every exception INTERRUPTED, so the SystemExit is what tells a Ctrl-C apart).
+        interrupted = (isinstance(error, SystemExit) and trainer is not None
+                       and trainer.state.status == TrainerStatus.INTERRUPTED)
         status = mu.end_status(error, interrupted)
         if error is not None:
             mlflow.set_tag("dlzoo.error", f"{type(error).__name__}: {error}"[:5000])

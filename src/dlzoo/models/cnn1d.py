@@ -31,4 +31,9 @@ class CNN1d(nn.Module):
 
 @register_model()
 def cnn1d(input_shape, num_classes, channels=(32, 64, 128), kernel_size=5, dropout=0.0, batchnorm=True) -> CNN1d:
+    if len(input_shape) != 2:
+        from dlzoo.errors import ConfigError
+
+        raise ConfigError(f"cnn1d takes (C, L) signals, got inputs of shape {tuple(input_shape)}: use data=mnist1d "
+                          "or an image model (e.g. model=lenet5)")
     return CNN1d(input_shape[0], num_classes, list(channels), kernel_size, dropout, batchnorm)

@@ -40,6 +40,7 @@ def lenet5(input_shape, num_classes, variant="classic", dropout=0.0) -> LeNet5:
 
     if variant not in VARIANTS:
         raise ConfigError(f"model.variant={variant!r}: choose one of {sorted(VARIANTS)}")
-    if tuple(input_shape[-2:]) != (32, 32):
-        raise ConfigError(f"lenet5 needs 32x32 inputs, got {tuple(input_shape)}; set model.image_size=32")
+    if len(input_shape) != 3 or tuple(input_shape[-2:]) != (32, 32):
+        raise ConfigError(f"lenet5 takes (C, 32, 32) images, got inputs of shape {tuple(input_shape)}: for image "
+                          "data set model.image_size=32; for 1-D data choose a 1-D model (e.g. model=cnn1d)")
     return LeNet5(input_shape[0], num_classes, variant, dropout)

@@ -1,0 +1,117 @@
+"""The DVC pipeline, run for real with `dvc` in a temporary git copy of the project on a tiny config."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+COPY = ["conf", "src", "dvc.yaml", "data.dvc", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore", ".gitignore"]
+
+
+def sh(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    # the stage commands say `python`: it must be this interpreter (the project's .venv)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r
+
+
+def _shrink(proj: Path) -> None:
+    """Two experiments of 2 epochs each instead of the full matrix (conf edits, as a user would make)."""
+    cfg = yaml.safe_load((proj / "conf/config.yaml").read_text())
+    cfg["pipeline"]["experiments"] = ["digits_mlp", "mnist1d_cnn1d"]
+    (proj / "conf/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    trainer = yaml.safe_load((proj / "conf/trainer/cpu.yaml").read_text())
+    trainer.update(max_epochs=2, enable_progress_bar=False, enable_model_summary=False)
+    (proj / "conf/trainer/cpu.yaml").write_text(yaml.safe_dump(trainer))
+    for name in ("digits_mlp", "mnist1d_cnn1d"):
+        f = proj / "conf/experiment" / f"{name}.yaml"
+        f.write_text(f.read_text().replace("max_epochs: ", "max_epochs_unused: "))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    proj = tmp_path_factory.mktemp("pipeline")
+    for rel in COPY:
+        src = ROOT / rel
+        if src.is_dir():
+            shutil.copytree(src, proj / rel, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.exists():
+            (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, proj / rel)
+    shutil.copytree(ROOT / "data", proj / "data")
+    _shrink(proj)
+    py = sys.executable
+    sh([py, "-m", "dlzoo.configure", "--out", "params.yaml"], proj)
+    sh(["git", "init", "-q"], proj)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], proj)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], proj)
+    sh([py, "-m", "dlzoo.data.check"], proj)  # data/ matches data.dvc and is now in the cache
+    return proj
+
+
+def test_repro_trains_evaluates_and_reports(repo):
+    r = sh(["dvc", "repro"], repo)
+    assert "Running stage 'prepare'" in r.stdout
+    metrics = {p.stem: json.loads(p.read_text()) for p in (repo / "metrics").glob("*.json")}
+    assert set(metrics) == {"digits_mlp", "mnist1d_cnn1d", "main"}
+    for m in metrics.values():
+        assert 0.1 < m["test/acc"] <= 1.0 and m["epochs"] == 2  # epochs trained
+    # dvc metrics show lists every experiment
+    shown = json.loads(sh(["dvc", "metrics", "show", "--json"], repo).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert {"metrics/digits_mlp.json", "metrics/mnist1d_cnn1d.json", "metrics/main.json"} <= set(files)
+    # the MLflow runs hold the test metrics the metrics files report
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    for m in metrics.values():
+        run = client.get_run(m["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["test/acc"] == pytest.approx(m["test/acc"])
+    # report and dvc plots
+    report = (repo / "reports/README.md").read_text()
+    assert "digits_mlp" in report and metrics["digits_mlp"]["run_id"] in report
+    assert (repo / "artifacts/eval/digits_mlp/predictions.csv").read_text().startswith("actual,predicted")
+    # the DAG has the stages in order
+    dag = sh(["dvc", "dag", "--md"], repo).stdout
+    for stage in ("prepare", "configure@digits_mlp", "train@digits_mlp", "evaluate@digits_mlp", "report"):
+        assert stage in dag
+
+
+def test_second_repro_is_a_noop(repo):
+    r = sh(["dvc", "repro"], repo)
+    assert "Data and pipelines are up to date" in r.stdout
+    assert "Running stage" not in r.stdout
+
+
+def test_conf_edit_reruns_only_what_it_affects(repo):
+    f = repo / "conf/model/cnn1d.yaml"
+    f.write_text(f.read_text().replace("kernel_size: 5", "kernel_size: 3"))
+    r = sh(["dvc", "repro"], repo)
+    assert "Running stage 'train@mnist1d_cnn1d'" in r.stdout
+    assert "Running stage 'train@digits_mlp'" not in r.stdout
+    assert "Running stage 'train_main'" not in r.stdout
+
+
+def test_dvc_exp_run_with_hydra_override(repo):
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "cnn k3", "--allow-empty"], repo)
+    sh(["dvc", "exp", "run", "-S", "model=mlp", "-n", "mlp-main"], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["model"]["name"] == "mlp"  # DVC re-composed params.yaml from conf/
+    main = json.loads((repo / "metrics/main.json").read_text())
+    assert main["model"] == "mlp"
+    shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo).stdout)
+    text = json.dumps(shown)
+    assert "mlp-main" in text and "test/acc" in text
