@@ -10,7 +10,7 @@ from conftest import ROOT, compose
 from dlzoo.config import validate
 from dlzoo.errors import ConfigError
 
-GROUPS = ["data", "model", "optimizer", "scheduler", "regularizer", "trainer", "logger", "callbacks", "experiment"]
+GROUPS = ["data", "model", "optimizer", "scheduler", "regularizer", "loss", "trainer", "logger", "callbacks", "experiment"]
 
 
 # Extra overrides so a group option meets a model/data it works with (the default model is LeNet-5 on images).

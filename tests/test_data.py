@@ -28,6 +28,7 @@ def test_datasets_have_the_documented_shapes():
     assert x.shape == (1797, 8, 8) and x.max() == 16
     assert np.load(ROOT / "data/mnist1d/x_train.npy").shape == (4000, 40)
     assert np.load(ROOT / "data/mnist1d/x_test.npy").shape == (1000, 40)
+    assert np.load(ROOT / "data/diabetes/x.npy").shape == (442, 10)
 
 
 def test_splits_are_disjoint_stratified_and_seeded(tmp_path):
@@ -38,6 +39,7 @@ def test_splits_are_disjoint_stratified_and_seeded(tmp_path):
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
     assert sum(a["digits"].values()) == 1797 and a["mnist1d"]["test"] == 1000
     assert a["mnist1d"]["train"] + a["mnist1d"]["val"] == 4000
+    assert sum(a["diabetes"].values()) == 442
     d = tmp_path / "a" / "digits"
     rows = {s: {r.tobytes() for r in np.load(d / f"x_{s}.npy")} for s in ("train", "val", "test")}
     # digits contains a few exact duplicate images; disjoint indices means overlaps stay tiny

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlzoo.paths import project_root
 
 # Model-config keys that describe the input the model needs rather than builder arguments.
-INPUT_KEYS = ("name", "image_size")
+INPUT_KEYS = ("name", "image_size", "aux_weight")
 
 
 def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
@@ -50,11 +50,17 @@ def _partial(node: DictConfig | None, drop: tuple[str, ...] = ()):
     return instantiate(node)
 
 
-def build_task(cfg: DictConfig, net, num_classes: int):
+def _classify_task(cfg: DictConfig, net, num_classes: int):
     from dlzoo.tasks.classify import ClassificationTask
+    from dlzoo.training.losses import build_loss
 
     reg = cfg.get("regularizer") or {}
     weight_decay = reg.get("weight_decay", cfg.optimizer.get("weight_decay", 0.0)) or 0.0
+    label_smoothing = reg.get("label_smoothing", 0.0) or 0.0
+    loss_cfg = OmegaConf.to_container(cfg.get("loss") or {"name": "cross_entropy"}, resolve=True)
+    loss_name = loss_cfg.pop("name")
+    if loss_name == "cross_entropy":
+        loss_cfg.setdefault("label_smoothing", label_smoothing)
     return ClassificationTask(
         net,
         num_classes=num_classes,
@@ -62,8 +68,22 @@ def build_task(cfg: DictConfig, net, num_classes: int):
         scheduler=_partial(cfg.get("scheduler"), drop=("interval",)),
         scheduler_interval=(cfg.get("scheduler") or {}).get("interval", "epoch"),
         weight_decay=weight_decay,
-        label_smoothing=reg.get("label_smoothing", 0.0) or 0.0,
+        label_smoothing=label_smoothing,
+        loss_fn=build_loss(loss_name, **loss_cfg),
+        aux_weight=cfg.model.get("aux_weight", 0.3),
     )
+
+
+# cfg.task -> builder(cfg, net, num_classes) of the task's LightningModule. Tasks register here.
+TASKS = {"classify": _classify_task}
+
+
+def build_task(cfg: DictConfig, net, num_classes: int):
+    if cfg.task not in TASKS:
+        from dlzoo.errors import ConfigError
+
+        raise ConfigError(f"task={cfg.task!r} is unknown; choose one of: {', '.join(sorted(TASKS))}")
+    return TASKS[cfg.task](cfg, net, num_classes)
 
 
 def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:

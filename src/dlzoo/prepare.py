@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,27 +34,72 @@ def check_params(p: dict) -> None:
         raise ConfigError(f"prepare.seed={p['seed']!r}: must be an integer >= 0")
 
 
-def prepare(data_dir: Path, out_dir: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+Preparer = Callable[[Callable[..., np.ndarray], Path, int, float, float], dict]
+# dataset name -> function(arr, out_folder, seed, val_fraction, test_fraction) -> split sizes.
+# ``arr("digits", "x.npy")`` loads a raw file from data/ with a clear error when it is missing.
+PREPARERS: dict[str, Preparer] = {}
+
+
+def preparer(name: str) -> Callable[[Preparer], Preparer]:
+    def wrap(fn: Preparer) -> Preparer:
+        if name in PREPARERS:
+            raise ValueError(f"a preparer for {name!r} is already registered")
+        PREPARERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def _sizes(**splits) -> dict:
+    return {k: len(v) for k, v in splits.items()}
+
+
+@preparer("digits")
+def _digits(arr, out: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+    # no official test split: test carved first, then val from what remains (both stratified)
+    x, y = arr("digits", "x.npy"), arr("digits", "y.npy")
+    x_pool, x_te, y_pool, y_te = _split(x, y, test_fraction, seed)
+    x_tr, x_va, y_tr, y_va = _split(x_pool, y_pool, val_fraction, seed)
+    save_arrays(out, x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, x_test=x_te, y_test=y_te)
+    return _sizes(train=y_tr, val=y_va, test=y_te)
+
+
+@preparer("mnist1d")
+def _mnist1d(arr, out: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+    # the official 1000-sample test split is kept; val is carved from train (stratified)
+    x, y = arr("mnist1d", "x_train.npy"), arr("mnist1d", "y_train.npy")
+    x_tr, x_va, y_tr, y_va = _split(x, y, val_fraction, seed)
+    x_te, y_te = arr("mnist1d", "x_test.npy"), arr("mnist1d", "y_test.npy")
+    save_arrays(out, x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, x_test=x_te, y_test=y_te)
+    return _sizes(train=y_tr, val=y_va, test=y_te)
+
+
+@preparer("diabetes")
+def _diabetes(arr, out: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+    # regression: stratified on target quintiles so every split covers the whole target range
+    x, y = arr("diabetes", "x.npy"), arr("diabetes", "y.npy")
+    from sklearn.model_selection import train_test_split
+
+    def split(x, y, frac):
+        bins = np.digitize(y, np.quantile(y, [0.2, 0.4, 0.6, 0.8]))
+        return train_test_split(x, y, test_size=frac, random_state=seed, stratify=bins)
+
+    x_pool, x_te, y_pool, y_te = split(x, y, test_fraction)
+    x_tr, x_va, y_tr, y_va = split(x_pool, y_pool, val_fraction)
+    save_arrays(out, x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, x_test=x_te, y_test=y_te)
+    return _sizes(train=y_tr, val=y_va, test=y_te)
+
+
+def prepare(data_dir: Path, out_dir: Path, seed: int, val_fraction: float, test_fraction: float,
+            datasets: list[str] | None = None) -> dict:
+    """Write the splits of every registered dataset (or of ``datasets``) to ``out_dir/<name>/``."""
     check_params({"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction})
-    summary = {}
 
     def arr(*parts):
         return load_array(data_dir.joinpath(*parts), DATA_FIX_HINT)
 
-    # digits: one pool -> test carved first, then val from what remains.
-    x, y = arr("digits", "x.npy"), arr("digits", "y.npy")
-    x_pool, x_te, y_pool, y_te = _split(x, y, test_fraction, seed)
-    x_tr, x_va, y_tr, y_va = _split(x_pool, y_pool, val_fraction, seed)
-    save_arrays(out_dir / "digits", x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, x_test=x_te, y_test=y_te)
-    summary["digits"] = {"train": len(y_tr), "val": len(y_va), "test": len(y_te)}
-
-    # mnist1d: official test split kept, val carved from train.
-    x, y = arr("mnist1d", "x_train.npy"), arr("mnist1d", "y_train.npy")
-    x_tr, x_va, y_tr, y_va = _split(x, y, val_fraction, seed)
-    x_te, y_te = arr("mnist1d", "x_test.npy"), arr("mnist1d", "y_test.npy")
-    save_arrays(out_dir / "mnist1d", x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, x_test=x_te, y_test=y_te)
-    summary["mnist1d"] = {"train": len(y_tr), "val": len(y_va), "test": len(y_te)}
-    return summary
+    return {name: PREPARERS[name](arr, out_dir / name, seed, val_fraction, test_fraction)
+            for name in (datasets or PREPARERS)}
 
 
 def main(argv: list[str] | None = None) -> None:

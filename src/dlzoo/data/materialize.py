@@ -7,6 +7,7 @@ Every file is a pure function of the installed packages, so a fresh clone produc
 - ``digits``: scikit-learn's bundled 8x8 digits, 1797 images, raw intensities 0..16.
 - ``mnist1d``: built offline with the ``mnist1d`` package's ``make_dataset`` and its default args
   (seed 42, 4000 train / 1000 test, length 40). Its ``get_dataset`` would download; it is never called.
+- ``diabetes``: scikit-learn's bundled diabetes regression set (442 x 10, unscaled features, float target).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from dlzoo.data.arrays import save_arrays
 from dlzoo.paths import project_root
 
-DATASETS = ("digits", "mnist1d")
+DATASETS = ("digits", "mnist1d", "diabetes")
 
 
 def build_digits() -> dict[str, np.ndarray]:
@@ -41,7 +42,14 @@ def build_mnist1d() -> dict[str, np.ndarray]:
     }
 
 
-BUILDERS = {"digits": build_digits, "mnist1d": build_mnist1d}
+def build_diabetes() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes(scaled=False)
+    return {"x": d.data.astype(np.float32), "y": d.target.astype(np.float32)}
+
+
+BUILDERS = {"digits": build_digits, "mnist1d": build_mnist1d, "diabetes": build_diabetes}
 
 
 def materialize(out: Path) -> list[Path]:

@@ -6,23 +6,27 @@ from typing import Callable
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 
 class ClassificationTask(pl.LightningModule):
-    """Cross-entropy training with accuracy/F1 metrics logged as ``train/*``, ``val/*``, ``test/*``.
+    """Classifier training with accuracy/F1 metrics logged as ``train/*``, ``val/*``, ``test/*``.
 
     ``optimizer`` is a partial ``torch.optim`` constructor (Hydra ``_partial_``) that takes the parameter
     groups; ``scheduler`` a partial LR scheduler constructor or None, stepped per ``scheduler_interval``.
+    ``loss_fn(logits, target)`` defaults to cross-entropy. A network may return ``(logits, *aux_logits)``
+    in training mode (GoogLeNet's auxiliary classifiers): their losses count with ``aux_weight`` in
+    training only.
     """
 
     def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
-                 scheduler_interval: str = "epoch", weight_decay: float = 0.0, label_smoothing: float = 0.0):
+                 scheduler_interval: str = "epoch", weight_decay: float = 0.0, label_smoothing: float = 0.0,
+                 loss_fn: nn.Module | None = None, aux_weight: float = 0.3):
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss_fn"])
         self.net = net
+        self.loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.train_acc = MulticlassAccuracy(num_classes)
         self.val_acc = MulticlassAccuracy(num_classes)
@@ -35,9 +39,14 @@ class ClassificationTask(pl.LightningModule):
 
     def _step(self, batch):
         x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        return loss, logits, y
+        out = self(x)
+        aux: tuple = ()
+        if isinstance(out, (tuple, list)):
+            out, *aux = out
+        loss = self.loss_fn(out, y)
+        if aux and self.training:
+            loss = loss + self.hparams.aux_weight * sum(self.loss_fn(a, y) for a in aux)
+        return loss, out, y
 
     def training_step(self, batch, batch_idx):
         loss, logits, y = self._step(batch)
