@@ -29,9 +29,13 @@ def build(metrics_dir: Path, out: Path) -> dict[str, list[dict]]:
     names = [f"{r['name']} ({d})" for d, rs in groups.items() for r in rs]
     accs = [float(r.get("test/acc", 0.0)) for rs in groups.values() for r in rs]
     bar_chart(names, accs, out / "accuracy.png", xlabel="test accuracy", title="dlzoo leaderboard")
+    from dlzoo.report.sections import SECTIONS
+
+    extra = [text for section in SECTIONS if (text := section(rows, out))]
     (out / "README.md").write_text(
         "# dlzoo report\n\nTest-split results of the pipeline's experiments (`dvc repro`), best first. "
-        "Every row links to its MLflow run by id.\n\n" + markdown(groups) + "\n![accuracy](accuracy.png)\n")
+        "Every row links to its MLflow run by id.\n\n" + markdown(groups) + "\n![accuracy](accuracy.png)\n"
+        + "".join(f"\n{t.rstrip()}\n" for t in extra))
     return groups
 
 
