@@ -90,6 +90,7 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from dlzoo.training.guards import FiniteLossGuard
     from dlzoo.training.history import SaveOnException
 
     callbacks = []
@@ -102,6 +103,7 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
         callbacks.append(cb)
     # An interrupted or crashing run leaves its state behind (checkpoints/on_exception.ckpt).
     callbacks.append(SaveOnException(ckpt_dir))
+    callbacks.append(FiniteLossGuard())
     return callbacks
 
 

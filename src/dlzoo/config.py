@@ -33,6 +33,8 @@ NON_NEG_INT: tuple[Check, str] = (lambda v: _int(v) and v >= 0, "an integer >= 0
 EPOCHS: tuple[Check, str] = (lambda v: _int(v) and (v >= 1 or v == -1), "an integer >= 1 (or -1 for no limit)")
 OPT_POS_INT: tuple[Check, str] = (lambda v: v is None or (_int(v) and v >= 1), "null or an integer >= 1")
 
+PRECISIONS = {"32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "64", "transformer-engine"}
+
 # key (dotted) -> (check, what is allowed). A key that is absent from the config is not checked.
 RULES: dict[str, tuple[Check, str]] = {
     "seed": NON_NEG_INT,
@@ -50,6 +52,8 @@ RULES: dict[str, tuple[Check, str]] = {
     "regularizer.augment.translate": (lambda v: _num(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
     "trainer.max_epochs": EPOCHS,
     "trainer.devices": (lambda v: v == "auto" or (_int(v) and v >= 1) or isinstance(v, (list, tuple)), "an integer >= 1, a list of ids or 'auto'"),
+    "trainer.precision": (lambda v: str(v) in PRECISIONS, "one of " + ", ".join(sorted(PRECISIONS))),
+    "trainer.num_nodes": POS_INT,
     "trainer.gradient_clip_val": (lambda v: v is None or (_num(v) and v > 0), "null or a number > 0"),
     "callbacks.early_stopping.patience": NON_NEG_INT,
     "prepare.val_fraction": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),

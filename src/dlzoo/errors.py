@@ -11,3 +11,7 @@ class ConfigError(DlzooError, ValueError):
 
 class DataError(DlzooError, FileNotFoundError):
     """A data file is missing or unreadable; the message names it and the command that fixes it."""
+
+
+class TrackingError(DlzooError, ConnectionError):
+    """The MLflow tracking store cannot be reached; raised before any training."""

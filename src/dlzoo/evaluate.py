@@ -63,7 +63,7 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
                          enable_model_summary=False, enable_checkpointing=False)
     results = trainer.test(task, dataloaders=loader, verbose=False)[0]
     metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
-    cm = task.test_confmat.compute().cpu().numpy()
+    cm = task.test_confusion
 
     with torch.no_grad():
         preds = torch.cat([task(x).argmax(1) for x, _ in loader]).numpy()

@@ -54,73 +54,87 @@ def hydra_output_dir() -> tuple[Path, list[str]]:
     return Path(hc.runtime.output_dir), list(hc.overrides.task)
 
 
-def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
-    """Train, test and record one configuration. Returns the summary also written to run_info.json."""
+def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: str | None = None) -> dict:
+    """Train, test and record one configuration. Returns the summary also written to run_info.json.
+
+    Under DDP every rank calls this; only rank 0 records to MLflow and writes files.
+    """
     from dlzoo.config import validate
 
     validate(cfg)  # before anything heavy is imported or built
     quiet()
     import lightning.pytorch as pl
-    import mlflow
-    import torch
     from lightning.pytorch.loggers import MLFlowLogger
     from lightning.pytorch.trainer.states import TrainerStatus
+    from lightning.pytorch.utilities import rank_zero_only
 
     from dlzoo import builders
     from dlzoo.config import flatten
     from dlzoo.tracking import mlflow_utils as mu
     from dlzoo.training.history import EpochHistory
 
+    rank0 = rank_zero_only.rank == 0
+    uri = mu.tracking_uri(cfg.logger.get("tracking_uri"))
+    if rank0:
+        mu.check_reachable(uri)  # an unreachable server fails now, not after an hour of training
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = builders.build_datamodule(cfg)
     dm.setup()  # fails here, before an MLflow run exists, when splits are missing
     net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
     task = builders.build_task(cfg, net, dm.num_classes)
     n_params = builders.count_parameters(net)
+    ckpt_dir = output_dir / "checkpoints"
+    resume = resume_checkpoint(cfg.train.get("resume"), ckpt_dir, task)
+    if cfg.train.get("compile"):
+        net.compile()  # in place: state_dict keys stay as they are (no `_orig_mod.` prefix in checkpoints)
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = output_dir / "checkpoints"
-    uri = mu.tracking_uri(cfg.logger.get("tracking_uri"))
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
-    exp_id = mu.get_or_create_experiment(client, cfg.logger.experiment_name)
+    run_file = output_dir / "mlflow_run.json"
+    previous = json.loads(run_file.read_text()) if resume and run_file.exists() else {}
     tags = mu.provenance_tags(overrides) | {
         "dlzoo.task": cfg.task, "dlzoo.dataset": cfg.data.name, "dlzoo.model": cfg.model.name,
         "dlzoo.name": str(cfg.get("name") or ""), "dlzoo.output_dir": str(output_dir.resolve()),
     }
-    active = mlflow.start_run(experiment_id=exp_id, run_name=mu.run_name(cfg), tags=tags)
-    run_id = active.info.run_id
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    job = mu.JobRun(uri, rank0)
+    job.start(cfg.logger.experiment_name, mu.run_name(cfg), tags,
+              reuse_run_id=previous.get("run_id") if previous.get("tracking_uri") == uri else None)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    info = {"run_id": run_id, "tracking_uri": uri, "experiment": cfg.logger.experiment_name,
-            "run_name": active.info.run_name, "output_dir": str(output_dir), "num_params": n_params}
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    info = {"run_id": job.run_id, "tracking_uri": uri, "experiment": cfg.logger.experiment_name,
+            "run_name": job.run_name, "output_dir": str(output_dir), "num_params": n_params}
+    if rank0:
+        run_file.write_text(json.dumps({"run_id": job.run_id, "tracking_uri": uri}))
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
 
     trainer = None
     error: BaseException | None = None
     try:
-        mlflow.log_params({k: str(v)[:6000] for k, v in flatten(resolved).items()})
-        mlflow.log_metric("model/num_params", n_params)
-        mlflow.log_artifact(str(output_dir / "config.yaml"))
-        logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=uri, run_id=run_id)
+        if not previous:
+            job.log_params({k: str(v)[:6000] for k, v in flatten(resolved).items()})
+        job.log_metric("model/num_params", n_params)
+        job.log_artifact(str(output_dir / "config.yaml"))
+        logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=uri, run_id=job.run_id)
         history = EpochHistory()
         trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger,
                              callbacks=[*builders.build_callbacks(cfg, ckpt_dir), history],
                              default_root_dir=str(output_dir))
-        resume = cfg.train.get("resume")
-        if resume == "last":
-            resume = str(ckpt_dir / "last.ckpt")
-        trainer.fit(task, datamodule=dm, ckpt_path=resume)
+        job.log_param("data.global_batch_size", cfg.data.batch_size * trainer.world_size)
+        trainer.fit(task, datamodule=dm, ckpt_path=resume, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         info["best_ckpt"] = best or None
         info["last_ckpt"] = str(ckpt_dir / "last.ckpt") if (ckpt_dir / "last.ckpt").exists() else None
         info["epochs"] = trainer.current_epoch
-        history.write_csv(output_dir / "history.csv")
-        _log_run_artifacts(cfg, task, trainer, history, output_dir, info)
+        if rank0:
+            history.write_csv(output_dir / "history.csv")
+            _log_run_artifacts(cfg, task, trainer, history, output_dir, info)
         if cfg.train.test and not cfg.trainer.get("fast_dev_run"):
-            results = trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
+            results = trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)[0]
             info["test"] = {k: float(v) for k, v in results.items()}
-            log_confusion_matrix(task.test_confmat.compute().cpu().numpy(), output_dir, cfg.data.name)
-        (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+            if rank0:
+                log_confusion_matrix(task.test_confusion, output_dir, cfg.data.name)
+        if rank0:
+            (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
     except BaseException as exc:  # noqa: BLE001 -- every way out must close the MLflow run
         error = exc
         raise
@@ -131,12 +145,38 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
                        and trainer.state.status == TrainerStatus.INTERRUPTED)
         status = mu.end_status(error, interrupted)
         if error is not None:
-            mlflow.set_tag("dlzoo.error", f"{type(error).__name__}: {error}"[:5000])
-        mlflow.end_run(status)
+            job.set_tag("dlzoo.error", f"{type(error).__name__}: {error}"[:5000])
+        job.end(status)
         info["status"] = status
-        if error is not None:
-            print(f"MLflow run {run_id} ended {status}; checkpoints kept in {ckpt_dir}", file=sys.stderr)
+        if error is not None and rank0:
+            print(f"MLflow run {job.run_id} ended {status}; checkpoints kept in {ckpt_dir}", file=sys.stderr)
     return info
+
+
+def resume_checkpoint(resume: str | None, ckpt_dir: Path, task) -> str | None:
+    """Resolve ``train.resume`` (null, "last" or a path) and check the checkpoint before training starts:
+    it must exist, load safely (``weights_only``) and fit the network."""
+    if not resume:
+        return None
+    import torch
+
+    from dlzoo.errors import DataError
+
+    path = Path(ckpt_dir / "last.ckpt" if resume == "last" else resume)
+    fix = "pass another train.resume, or train.resume=null to start from scratch"
+    if not path.exists():
+        raise DataError(f"checkpoint {path} (train.resume={resume}) not found: {fix}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as exc:  # truncated zip, pickle with foreign objects, not a Lightning checkpoint ...
+        raise DataError(f"checkpoint {path} is corrupt or not a Lightning checkpoint ({type(exc).__name__}: "
+                        f"{str(exc)[:300]}): {fix}") from None
+    mine = task.state_dict()
+    mismatched = [k for k in mine if k not in state or state[k].shape != mine[k].shape]
+    if mismatched or set(state) - set(mine):
+        raise DataError(f"checkpoint {path} does not fit this model ({len(mismatched)} missing or differently "
+                        f"shaped tensors, e.g. {mismatched[:3]}): {fix}")
+    return str(path)
 
 
 def _log_run_artifacts(cfg, task, trainer, history, output_dir: Path, info: dict) -> None:
@@ -178,12 +218,22 @@ def log_confusion_matrix(cm, output_dir: Path, dataset: str) -> Path:
 def hydra_main(cfg: DictConfig) -> float | None:
     hydra_dir, overrides = hydra_output_dir()
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else hydra_dir
+    from dlzoo.tracking.sweep import parent_run_id
+
     try:
-        info = run(cfg, output_dir, overrides)
+        info = run(cfg, output_dir, overrides, parent_run_id=parent_run_id())
     except DlzooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except SystemExit as exc:
+        # Lightning stops at the end of the epoch on SIGTERM by raising SIGTERMException, a SystemExit whose
+        # code is None (= success); a terminated job must exit non-zero (128 + SIGTERM, like a shell).
+        if type(exc).__name__ == "SIGTERMException":
+            sys.exit(143)
+        raise
     test_acc = (info.get("test") or {}).get("test/acc")
+    if info["run_id"] is None:  # a DDP rank other than 0: rank 0 reports
+        return test_acc
     print(f"run {info['run_name']} ({info['run_id']}) {info['status']}"
           + (f": test/acc={test_acc:.4f}" if test_acc is not None else ""))
     return test_acc  # Hydra sweepers (e.g. Optuna) read the return value

@@ -75,8 +75,22 @@ class ArrayDataModule(pl.LightningDataModule):
         return tuple(self.datasets["train"].tensors[0].shape[1:])
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self.datasets[split]
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if world > 1:
+            # Shard among DDP ranks with no sample seen twice: training drops the remainder (every rank takes
+            # the same number of steps); evaluation shards unevenly and metrics are synced (summed), so
+            # every test sample counts exactly once. Lightning keeps a DistributedSampler it is given.
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+            from torch.utils.data import DistributedSampler
+
+            rank = self.trainer.global_rank
+            sampler = (DistributedSampler(ds, world, rank, shuffle=True, seed=self.seed, drop_last=True) if shuffle
+                       else UnrepeatedDistributedSampler(ds, world, rank, shuffle=False))
+            return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                              persistent_workers=self.num_workers > 0)
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, generator=g if shuffle else None,
                           persistent_workers=self.num_workers > 0)
 

@@ -7,6 +7,7 @@ from typing import Callable
 import lightning.pytorch as pl
 import torch
 from torch import nn
+from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 
@@ -33,6 +34,8 @@ class ClassificationTask(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes)
         self.test_f1 = MulticlassF1Score(num_classes, average="macro")
         self.test_confmat = MulticlassConfusionMatrix(num_classes)
+        self.test_count = SumMetric()  # samples tested, summed over DDP ranks (no sample seen twice)
+        self.test_confusion = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -51,14 +54,14 @@ class ClassificationTask(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         loss, logits, y = self._step(batch)
         self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         loss, logits, y = self._step(batch)
         self.val_acc(logits, y)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
 
     def test_step(self, batch, batch_idx):
@@ -66,12 +69,18 @@ class ClassificationTask(pl.LightningModule):
         self.test_acc(logits, y)
         self.test_f1(logits, y)
         self.test_confmat.update(logits, y)
-        self.log("test/loss", loss, on_epoch=True)
+        self.test_count.update(torch.ones_like(y, dtype=torch.float32))
+        self.log("test/loss", loss, on_epoch=True, sync_dist=True)
+        self.log("test/num_samples", self.test_count, on_epoch=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
         self.log("test/f1_macro", self.test_f1, on_epoch=True)
 
     def on_test_epoch_start(self) -> None:
         self.test_confmat.reset()
+
+    def on_test_epoch_end(self) -> None:
+        # compute() syncs across DDP ranks, so every rank calls it here, inside the test loop
+        self.test_confusion = self.test_confmat.compute().cpu().numpy()
 
     def configure_optimizers(self):
         from dlzoo.training.optim import param_groups

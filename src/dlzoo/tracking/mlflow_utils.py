@@ -18,13 +18,36 @@ from typing import Any
 from dlzoo.paths import project_root
 
 
+# Parallel jobs (joblib launcher, DDP) share one sqlite file: wait up to 60 s for its write lock instead of
+# failing with "database is locked" (sqlite's default busy timeout is 5 s).
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
 def tracking_uri(configured: str | None = None) -> str:
     if configured:
         return configured
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    return f"sqlite:///{project_root() / 'mlflow.db'}"
+    return f"sqlite:///{project_root() / 'mlflow.db'}?timeout={SQLITE_BUSY_TIMEOUT_S}"
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, before any training, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    from dlzoo.errors import TrackingError
+
+    fix = ("start it (`make mlflow-server`), or point elsewhere with MLFLOW_TRACKING_URI / logger.tracking_uri "
+           "(unset both for the local sqlite store)")
+    try:
+        r = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise TrackingError(f"MLflow tracking server {uri} is unreachable ({type(exc).__name__}): {fix}") from None
+    if r.status_code != 200:
+        raise TrackingError(f"MLflow tracking server {uri} answered HTTP {r.status_code} on /health: {fix}")
 
 
 def artifact_root() -> str:
@@ -97,3 +120,45 @@ def end_status(exc: BaseException | None, interrupted: bool) -> str:
     if interrupted or isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "SIGTERMException":
         return "KILLED"
     return "FAILED"
+
+
+class JobRun:
+    """The MLflow run of one training job.
+
+    Under DDP every rank runs the job; only global rank 0 (``rank0=True``) talks to MLflow, every method is a
+    no-op elsewhere, so a job makes exactly one run. ``reuse_run_id`` reopens an earlier run (resuming).
+    """
+
+    def __init__(self, uri: str, rank0: bool) -> None:
+        self.uri, self.rank0, self.run_id, self.run_name = uri, rank0, None, None
+
+    def start(self, experiment_name: str, run_name: str, tags: dict[str, str],
+              reuse_run_id: str | None = None) -> None:
+        if not self.rank0:
+            return
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)
+        if reuse_run_id:
+            active = mlflow.start_run(run_id=reuse_run_id)
+            mlflow.set_tags({k: v for k, v in tags.items() if k != "mlflow.parentRunId"})
+        else:
+            exp_id = get_or_create_experiment(mlflow.MlflowClient(self.uri), experiment_name)
+            active = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags)
+        self.run_id, self.run_name = active.info.run_id, active.info.run_name
+
+    def __getattr__(self, name: str):
+        """log_params / log_metric / log_artifact / set_tag ... of ``mlflow``, on rank 0 only."""
+        if name.startswith(("log_", "set_tag")):
+            if not self.rank0:
+                return lambda *a, **k: None
+            import mlflow
+
+            return getattr(mlflow, name)
+        raise AttributeError(name)
+
+    def end(self, status: str) -> None:
+        if self.rank0 and self.run_id:
+            import mlflow
+
+            mlflow.end_run(status)

@@ -45,5 +45,6 @@ class SaveOnException(pl.Callback):
         self.path = Path(dirpath) / "on_exception.ckpt"
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if trainer.state.fn == "fit" and trainer.global_step > 0:
+        # after a NaN/Inf loss the weights are not worth keeping: last.ckpt holds the last good epoch
+        if trainer.state.fn == "fit" and trainer.global_step > 0 and not isinstance(exception, FloatingPointError):
             trainer.save_checkpoint(self.path)
