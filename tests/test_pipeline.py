@@ -31,6 +31,7 @@ def _shrink(proj: Path) -> None:
     """Two experiments of 2 epochs each instead of the full matrix (conf edits, as a user would make)."""
     cfg = yaml.safe_load((proj / "conf/config.yaml").read_text())
     cfg["pipeline"]["experiments"] = ["digits_mlp", "mnist1d_cnn1d"]
+    cfg["pipeline"]["compress"] = {"mnist1d_cnn1d": "quantize_dynamic"}
     (proj / "conf/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     trainer = yaml.safe_load((proj / "conf/trainer/cpu.yaml").read_text())
     trainer.update(max_epochs=2, enable_progress_bar=False, enable_model_summary=False)
@@ -84,6 +85,12 @@ def test_repro_trains_evaluates_and_reports(repo):
     report = (repo / "reports/README.md").read_text()
     assert "digits_mlp" in report and metrics["digits_mlp"]["run_id"] in report
     assert (repo / "artifacts/eval/digits_mlp/predictions.csv").read_text().startswith("actual,predicted")
+    # the compress stage: its result nested under the source run, in metrics/compress/ and the report
+    compressed = json.loads((repo / "metrics/compress/mnist1d_cnn1d.json").read_text())
+    assert compressed["source"]["run_id"] == metrics["mnist1d_cnn1d"]["run_id"]
+    q = client.get_run(compressed["quantize_dynamic"]["run_id"])
+    assert q.data.tags["mlflow.parentRunId"] == metrics["mnist1d_cnn1d"]["run_id"]
+    assert "## Compression" in report and compressed["quantize_dynamic"]["run_id"] in report
     # the DAG has the stages in order
     dag = sh(["dvc", "dag", "--md"], repo).stdout
     for stage in ("prepare", "configure@digits_mlp", "train@digits_mlp", "evaluate@digits_mlp", "report"):

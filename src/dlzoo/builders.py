@@ -74,8 +74,26 @@ def _classify_task(cfg: DictConfig, net, num_classes: int):
     )
 
 
+def _distill_task(cfg: DictConfig, net, num_classes: int):
+    from dlzoo.compress.source import load_source
+    from dlzoo.errors import ConfigError
+    from dlzoo.tasks.distill import DistillationTask
+
+    kd = cfg.get("distill") or {}
+    if not kd.get("teacher"):
+        raise ConfigError("task=distill needs distill.teacher: a trained run folder, e.g. "
+                          "+distill.teacher=artifacts/runs/mnist1d_cnn1d")
+    base = _classify_task(cfg, net, num_classes)
+    return DistillationTask(net, load_source(kd.teacher).net, temperature=kd.get("temperature", 4.0),
+                            alpha=kd.get("alpha", 0.9), num_classes=num_classes,
+                            optimizer=base.optimizer_factory, scheduler=base.scheduler_factory,
+                            loss_fn=base.loss_fn, **{k: base.hparams[k] for k in
+                                                     ("scheduler_interval", "weight_decay", "label_smoothing",
+                                                      "aux_weight")})
+
+
 # cfg.task -> builder(cfg, net, num_classes) of the task's LightningModule. Tasks register here.
-TASKS = {"classify": _classify_task}
+TASKS = {"classify": _classify_task, "distill": _distill_task}
 
 
 def build_task(cfg: DictConfig, net, num_classes: int):

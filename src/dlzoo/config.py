@@ -59,6 +59,8 @@ RULES: dict[str, tuple[Check, str]] = {
     "prepare.val_fraction": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
     "prepare.test_fraction": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
     "prepare.seed": NON_NEG_INT,
+    "distill.temperature": POSITIVE,
+    "distill.alpha": (lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]"),
 }
 
 _MISSING = object()

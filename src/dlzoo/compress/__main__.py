@@ -1,0 +1,3 @@
+from dlzoo.compress.cli import main
+
+main()

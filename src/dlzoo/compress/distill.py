@@ -1,0 +1,56 @@
+"""Knowledge distillation: the loss, and the recipe that trains a student from a pipeline teacher next to
+the same student trained from scratch with the same budget (same config, seed and epochs; only the loss
+differs), both as full dlzoo training runs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+            temperature: float, alpha: float) -> torch.Tensor:
+    """alpha * T^2 * KL(softmax(z_t/T) || softmax(z_s/T)) + (1 - alpha) * CE(z_s, y), batch mean.
+
+    The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T changes
+    (Hinton et al. 2015, section 2)."""
+    log_p_s = F.log_softmax(student_logits / temperature, dim=1)  # (B, C)
+    log_p_t = F.log_softmax(teacher_logits / temperature, dim=1)  # (B, C)
+    kl = F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean")
+    return alpha * temperature ** 2 * kl + (1 - alpha) * F.cross_entropy(student_logits, target)
+
+
+def student_configs(teacher_cfg: DictConfig, teacher_dir: Path, recipe: DictConfig, experiment: str,
+                    run_prefix: str) -> dict[str, DictConfig]:
+    """The distilled and from-scratch student configs: the teacher's config (data, optimizer, trainer,
+    callbacks) with the student model, ``recipe.epochs`` epochs, and the runs in the teacher's MLflow
+    experiment. The student sees the teacher's inputs (its image size is carried over)."""
+    from dlzoo.paths import conf_dir
+
+    model = OmegaConf.merge(OmegaConf.load(conf_dir() / "model" / f"{recipe.student.model}.yaml"),
+                            recipe.student.get("overrides") or {})
+    image_size = teacher_cfg.model.get("image_size") or teacher_cfg.data.get("image_size")
+    base = copy.deepcopy(teacher_cfg)
+    base.model = model
+    base.model.pop("image_size", None)
+    base.data.image_size = image_size
+    base.train.test = False
+    if recipe.get("epochs"):
+        base.trainer.max_epochs = int(recipe.epochs)
+    base.logger.experiment_name = experiment
+    out = {}
+    for role in ("distilled", "scratch"):
+        cfg = copy.deepcopy(base)
+        cfg.logger.run_name = f"{run_prefix}-{role}-{recipe.student.model}"
+        if role == "distilled":
+            cfg.task = "distill"
+            cfg.distill = {"teacher": str(teacher_dir.resolve()), "temperature": recipe.temperature,
+                           "alpha": recipe.alpha}
+        else:
+            cfg.task = "classify"
+        out[role] = cfg
+    return out

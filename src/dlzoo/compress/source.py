@@ -1,0 +1,78 @@
+"""A trained pipeline run as the input of compression: its config, data, network and MLflow run, and
+fine-tuning of a (pruned / quantization-aware) copy of its network with the run's own training setup."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from dlzoo.errors import DataError
+
+
+@dataclass
+class Source:
+    run_dir: Path
+    info: dict[str, Any]  # run_info.json of the training run
+    cfg: DictConfig  # its resolved config
+    dm: Any  # its ArrayDataModule, set up
+    net: nn.Module  # its best checkpoint's network, eval mode
+
+    @property
+    def name(self) -> str:
+        return str(self.cfg.get("name") or self.run_dir.name)
+
+    @property
+    def run_id(self) -> str:
+        return self.info["run_id"]
+
+
+def net_state(ckpt: str | Path) -> dict[str, torch.Tensor]:
+    """The network's weights from a Lightning checkpoint of any dlzoo task (the task holds it as ``net``)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+
+
+def load_source(run_dir: str | Path) -> Source:
+    from dlzoo import builders
+    from dlzoo.evaluate import load_run
+
+    run_dir = Path(run_dir)
+    info = load_run(run_dir)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    ckpt = info.get("best_ckpt") or info.get("last_ckpt")
+    if not ckpt or not Path(ckpt).exists():
+        raise DataError(f"checkpoint {ckpt!r} of {run_dir} not found: re-train it with `dvc repro`")
+    dm = builders.build_datamodule(cfg)
+    dm.setup()
+    net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
+    net.load_state_dict(net_state(ckpt))
+    return Source(run_dir, info, cfg, dm, net.eval())
+
+
+def finetune(src: Source, net: nn.Module, epochs: int, lr: float) -> nn.Module:
+    """Train ``net`` (in place) for ``epochs`` on the source's data with its task, optimizer type and
+    regularizers at learning rate ``lr``, without a scheduler; returns it in eval mode."""
+    import lightning.pytorch as pl
+
+    from dlzoo import builders
+
+    if epochs <= 0:
+        return net.eval()
+    cfg = copy.deepcopy(src.cfg)
+    cfg.task = "classify"
+    cfg.optimizer.lr = lr
+    cfg.scheduler = None
+    pl.seed_everything(cfg.seed, verbose=False)
+    task = builders.build_task(cfg, net, src.dm.num_classes)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         deterministic=cfg.trainer.get("deterministic", False))
+    net.train()  # Lightning keeps the modules' mode: a net loaded for evaluation would fine-tune in eval mode
+    trainer.fit(task, datamodule=src.dm)
+    return net.eval()

@@ -1,0 +1,89 @@
+"""Report section: every compression result (``metrics/compress/*.json``, written by the `compress`
+stages) in a table, and accuracy against serialized size and against batch-256 latency with the Pareto
+front (the models no other model beats on both axes) per dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dlzoo.paths import project_root
+
+COLUMNS = (("name", "compressed model"), ("test/acc", "acc"), ("test/acc_delta", "Δ acc"), ("params/total", "params"),
+           ("params/nonzero", "non-zero"), ("sparsity", "sparsity"), ("size/bytes", "bytes"),
+           ("compression_ratio", "× smaller"), ("latency/b1_us", "b1 µs"), ("latency/b256_us", "b256 µs"),
+           ("speedup/b256", "× faster b256"), ("run_id", "MLflow run"))
+
+
+def load_compress_rows(folder: Path | None = None) -> list[dict]:
+    folder = folder or project_root() / "metrics" / "compress"
+    return [row for f in sorted(folder.glob("*.json")) for row in json.loads(f.read_text()).values()]
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (cost, accuracy) that no other point beats: lower-or-equal cost and
+    higher-or-equal accuracy, strictly better in one. Sorted by cost."""
+    front = [i for i, (c, a) in enumerate(points)
+             if not any(c2 <= c and a2 >= a and (c2, a2) != (c, a) for c2, a2 in points)]
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def _fmt(key: str, v) -> str:
+    if v is None:
+        return ""
+    if key in ("test/acc", "sparsity"):
+        return f"{v:.4f}"
+    if key == "test/acc_delta":
+        return f"{v:+.4f}"
+    if key in ("compression_ratio", "speedup/b256"):
+        return f"{v:.2f}"
+    if isinstance(v, float):
+        return f"{v:,.0f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _plot(rows: list[dict], cost: str, xlabel: str, path: Path) -> Path:
+    from dlzoo.report.plots import _plt
+
+    plt = _plt()
+    datasets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.2 * len(datasets), 4.6), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        rs = [r for r in rows if r["dataset"] == ds and r.get(cost)]
+        for source in sorted({r["source"] for r in rs}):
+            pts = [r for r in rs if r["source"] == source]
+            sc = ax.scatter([r[cost] for r in pts], [r["test/acc"] for r in pts], label=source, alpha=0.8)
+            for r in pts:
+                ax.annotate(r["recipe"] if r["role"] is None else f"{r['recipe']}-{r['role']}",
+                            (r[cost], r["test/acc"]), fontsize=6, xytext=(3, 3), textcoords="offset points",
+                            color=sc.get_facecolor()[0])
+        front = pareto_front([(r[cost], r["test/acc"]) for r in rs])
+        ax.plot([rs[i][cost] for i in front], [rs[i]["test/acc"] for i in front], "k--", lw=1, label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy")
+        ax.set_title(ds)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def section(rows: list[dict], out_dir: Path) -> str | None:
+    crows = load_compress_rows()
+    if not crows:
+        return None
+    _plot(crows, "size/bytes", "serialized size (bytes, log)", out_dir / "compress_size.png")
+    _plot(crows, "latency/b256_us", "CPU latency at batch 256 (µs, log)", out_dir / "compress_latency.png")
+    lines = ["## Compression", "",
+             "Each compressed model is an MLflow run nested under its source run (tag `mlflow.parentRunId`); "
+             "Δ acc is against the source measured the same way. Size: bytes of the saved weights (CSR for "
+             "mostly-zero weights); latency: median CPU forward time, threads pinned (noisy on a shared machine).",
+             "", "| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in crows:
+        lines.append("| " + " | ".join(_fmt(k, r.get(k)) for k, _ in COLUMNS) + " |")
+    lines += ["", "![accuracy vs size](compress_size.png)", "", "![accuracy vs latency](compress_latency.png)", ""]
+    return "\n".join(lines)
