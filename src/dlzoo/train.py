@@ -119,7 +119,8 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
         if cfg.train.test and not cfg.trainer.get("fast_dev_run"):
             results = trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
             info["test"] = {k: float(v) for k, v in results.items()}
-            log_confusion_matrix(task.test_confmat.compute().cpu().numpy(), output_dir, cfg.data.name)
+            if hasattr(task, "test_confmat"):  # classification only
+                log_confusion_matrix(task.test_confmat.compute().cpu().numpy(), output_dir, cfg.data.name)
         (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
     except BaseException as exc:  # noqa: BLE001 -- every way out must close the MLflow run
         error = exc
