@@ -14,7 +14,10 @@ GROUPS = ["data", "model", "optimizer", "scheduler", "regularizer", "loss", "tra
 
 
 # Extra overrides so a group option meets a model/data it works with (the default model is LeNet-5 on images).
-COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mnist1d"]}
+COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mnist1d"],
+              ("data", "mnist1d_shuffled"): ["model=mlp"], ("data", "sort"): ["model=transformer_seq2seq", "task=seq2seq"],
+              **{("model", m): ["data=mnist1d"] for m in ("rnn", "lstm", "gru", "transformer")},
+              **{("model", m): ["data=sort", "task=seq2seq"] for m in ("transformer_seq2seq", "lstm_seq2seq")}}
 
 
 def options(group: str) -> list[str]:
@@ -37,8 +40,11 @@ def test_every_option_composes_validates_and_builds(group, option, project):
     dm.setup()
     net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
     task = builders.build_task(cfg, net, dm.num_classes)
-    x, _ = next(iter(dm.train_dataloader()))
-    assert task(x).shape == (x.shape[0], dm.num_classes)
+    x, y = next(iter(dm.train_dataloader()))
+    if cfg.task == "seq2seq":  # (src, tgt) token ids -> (B, T, vocab) teacher-forced logits
+        assert task(x, y[:, :-1]).shape == (*y[:, :-1].shape, dm.num_classes)
+    else:
+        assert task(x).shape == (x.shape[0], dm.num_classes)
     assert task.configure_optimizers() is not None
     assert builders.build_callbacks(cfg, project / "ckpt")
 

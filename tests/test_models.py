@@ -9,17 +9,26 @@ from dlzoo.errors import ConfigError
 from dlzoo.models import get_model, list_models
 
 # Input shape per model (without batch); models not listed take digits as-is (1x8x8).
-INPUTS = {"lenet5": (1, 32, 32), "cnn1d": (1, 40)}
+INPUTS = {"lenet5": (1, 32, 32), "cnn1d": (1, 40), "rnn": (1, 40), "lstm": (1, 40), "gru": (1, 40),
+          "transformer": (1, 40)}
+# Encoder-decoders take token ids (src, tgt_in) and return (B, T, vocab) logits.
+SEQ2SEQ = {"transformer_seq2seq", "lstm_seq2seq"}
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward_shapes(name):
     torch.manual_seed(0)
-    shape = INPUTS.get(name, (1, 8, 8))
-    net = get_model(name, input_shape=shape, num_classes=10)
-    x = torch.randn(4, *shape)
-    out = net(x)
-    assert out.shape == (4, 10)
+    if name in SEQ2SEQ:
+        net = get_model(name, input_shape=(7,), num_classes=10)
+        src, tgt_in = torch.randint(3, 10, (4, 7)), torch.randint(3, 10, (4, 5))
+        src[0, 4:] = 0  # a padded row
+        out = net(src, tgt_in)
+        assert out.shape == (4, 5, 10)
+    else:
+        shape = INPUTS.get(name, (1, 8, 8))
+        net = get_model(name, input_shape=shape, num_classes=10)
+        out = net(torch.randn(4, *shape))
+        assert out.shape == (4, 10)
     out.sum().backward()
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None for g in grads)

@@ -27,6 +27,10 @@ def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
 def build_datamodule(cfg: DictConfig):
     from dlzoo.data.datamodule import ArrayDataModule
 
+    if cfg.data.get("kind") == "seq2seq":
+        from dlzoo.data.seq2seq import Seq2SeqDataModule
+
+        return Seq2SeqDataModule(cfg.data.name, project_root() / "artifacts" / "splits", cfg.data.batch_size, cfg.seed)
     image_size = cfg.model.get("image_size") or cfg.data.get("image_size")
     reg = cfg.get("regularizer") or {}
     return ArrayDataModule(cfg.data.name, project_root() / "artifacts" / "splits", batch_size=cfg.data.batch_size,
@@ -92,8 +96,23 @@ def _distill_task(cfg: DictConfig, net, num_classes: int):
                                                       "aux_weight")})
 
 
+def _seq2seq_task(cfg: DictConfig, net, num_classes: int):
+    from dlzoo.tasks.seq2seq import Seq2SeqTask
+
+    reg = cfg.get("regularizer") or {}
+    return Seq2SeqTask(
+        net,
+        optimizer=_partial(cfg.optimizer),
+        scheduler=_partial(cfg.get("scheduler"), drop=("interval",)),
+        scheduler_interval=(cfg.get("scheduler") or {}).get("interval", "epoch"),
+        weight_decay=reg.get("weight_decay", cfg.optimizer.get("weight_decay", 0.0)) or 0.0,
+        label_smoothing=reg.get("label_smoothing", 0.0) or 0.0,
+        **(OmegaConf.to_container(cfg.seq2seq, resolve=True) if cfg.get("seq2seq") else {}),
+    )
+
+
 # cfg.task -> builder(cfg, net, num_classes) of the task's LightningModule. Tasks register here.
-TASKS = {"classify": _classify_task, "distill": _distill_task}
+TASKS = {"classify": _classify_task, "distill": _distill_task, "seq2seq": _seq2seq_task}
 
 
 def build_task(cfg: DictConfig, net, num_classes: int):

@@ -63,12 +63,15 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
                          enable_model_summary=False, enable_checkpointing=False)
     results = trainer.test(task, dataloaders=loader, verbose=False)[0]
     metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
-    cm = task.test_confusion
-
-    with torch.no_grad():
-        preds = torch.cat([task(x).argmax(1) for x, _ in loader]).numpy()
-    labels = np.concatenate([y.numpy() for _, y in loader])
     out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.task == "seq2seq":
+        labels, preds, extra = _seq2seq_outputs(task, dm, loader)
+        cm = None
+    else:
+        cm = task.test_confusion
+        with torch.no_grad():
+            preds = torch.cat([task(x).argmax(1) for x, _ in loader]).numpy()
+        labels, extra = np.concatenate([y.numpy() for _, y in loader]), {}
     with (out_dir / "predictions.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["actual", "predicted"])
@@ -77,13 +80,46 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
     mlflow.set_tracking_uri(info["tracking_uri"])
     with mlflow.start_run(run_id=info["run_id"]):  # reopen the training run; ends as FINISHED
         mlflow.log_metrics(metrics)
-        if split == "test":
+        if split == "test" and cm is not None:
             log_confusion_matrix(cm, out_dir, cfg.data.name)
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
     summary = {"name": cfg.get("name") or run_dir.name, "run_id": info["run_id"], "experiment": info["experiment"],
                "model": cfg.model.name, "dataset": cfg.data.name, "num_params": info.get("num_params"),
-               "epochs": info.get("epochs"), **metrics}
+               "epochs": info.get("epochs"), "task": cfg.task, **metrics, **extra}
     return summary
+
+
+def _seq2seq_outputs(task, dm, loader):
+    """Seq2seq: token-level (actual, predicted) pairs of greedy decoding on ``loader`` (for the confusion
+    plot), and greedy exact-sequence accuracy per source length on the ``long`` split (the length curve)."""
+    import numpy as np
+    import torch
+
+    from dlzoo.data.seq2seq import lengths
+    from dlzoo.data.synthetic import PAD
+    from dlzoo.models.seq2seq import greedy_decode
+    from dlzoo.tasks.seq2seq import sequence_scores, trim
+
+    def greedy(src, tgt):  # -> (target without BOS, greedy output), trimmed to the batch's longest
+        src, target = trim(src), trim(tgt)[:, 1:]
+        return target, greedy_decode(task.net, src, target.shape[1] + task.hparams.max_extra_len)
+
+    actual, predicted = [], []
+    for batch in loader:
+        target, pred = greedy(*batch)
+        pred = torch.nn.functional.pad(pred, (0, max(0, target.shape[1] - pred.shape[1])), value=PAD)
+        real = target != PAD
+        actual.append(target[real].numpy())
+        predicted.append(pred[:, : target.shape[1]][real].numpy())
+    by_length: dict[str, list[float]] = {}
+    for src, tgt in dm.loader("long"):
+        exact = sequence_scores(*greedy(src, tgt)[::-1])[0]
+        for n, hit in zip(lengths(src).tolist(), exact.tolist()):
+            by_length.setdefault(str(n), []).append(hit)
+    train_lens = lengths(dm.datasets["train"].tensors[0])
+    extra = {"exact_by_length": {n: float(np.mean(v)) for n, v in sorted(by_length.items(), key=lambda kv: int(kv[0]))},
+             "train_lengths": [int(train_lens.min()), int(train_lens.max())]}
+    return np.concatenate(actual), np.concatenate(predicted), extra
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -74,6 +74,26 @@ def _mnist1d(arr, out: Path, seed: int, val_fraction: float, test_fraction: floa
     return _sizes(train=y_tr, val=y_va, test=y_te)
 
 
+@preparer("mnist1d_shuffled")
+def _mnist1d_shuffled(arr, out: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+    # MNIST-1D with its 40 positions permuted by one fixed permutation (the paper's "shuffle" row, after
+    # Zhang et al. 2017): the same splits as mnist1d, so the two tables compare the same examples.
+    sizes = _mnist1d(arr, out, seed, val_fraction, test_fraction)
+    perm = np.random.default_rng(seed).permutation(arr("mnist1d", "x_test.npy").shape[-1])
+    save_arrays(out, permutation=perm, **{f"x_{k}": np.load(out / f"x_{k}.npy")[:, perm] for k in sizes})
+    return sizes
+
+
+@preparer("sort")
+def _sort(arr, out: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+    # synthetic seq2seq: sort 4-10 tokens of 16 symbols; a `long` split of lengths up to 20 (dlzoo.data.seq2seq)
+    from dlzoo.data.synthetic import make_seq2seq
+
+    arrays = make_seq2seq(seed, task="sort")
+    save_arrays(out, **arrays)
+    return {k[4:]: len(v) for k, v in arrays.items() if k.startswith("src_")}
+
+
 @preparer("diabetes")
 def _diabetes(arr, out: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
     # regression: stratified on target quintiles so every split covers the whole target range

@@ -131,7 +131,7 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
         if cfg.train.test and not cfg.trainer.get("fast_dev_run"):
             results = trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)[0]
             info["test"] = {k: float(v) for k, v in results.items()}
-            if rank0:
+            if rank0 and getattr(task, "test_confusion", None) is not None:  # classification tasks
                 log_confusion_matrix(task.test_confusion, output_dir, cfg.data.name)
         if rank0:
             (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))

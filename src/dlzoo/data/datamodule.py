@@ -17,7 +17,7 @@ from dlzoo.data.arrays import load_array
 from dlzoo.paths import SPLITS_FIX_HINT
 
 SPLITS = ("train", "val", "test")
-NUM_CLASSES = {"digits": 10, "mnist1d": 10}
+NUM_CLASSES = {"digits": 10, "mnist1d": 10, "mnist1d_shuffled": 10}
 
 
 def _normalise(name: str, x: np.ndarray) -> np.ndarray:
@@ -40,6 +40,9 @@ class ArrayDataModule(pl.LightningDataModule):
         self.standardize, self.translate = standardize, translate
         self.datasets: dict[str, TensorDataset] = {}
         self.stats: tuple[float, float] = (0.0, 1.0)  # (mean, std) of the training inputs
+        # positions of a shuffled dataset (mnist1d_shuffled): x_stored = x_signal[..., permutation]
+        perm_file = self.splits_dir / name / "permutation.npy"
+        self.permutation = torch.from_numpy(np.load(perm_file)) if perm_file.exists() else None
 
     def _load(self, split: str) -> TensorDataset:
         folder = self.splits_dir / self.name
@@ -66,7 +69,11 @@ class ArrayDataModule(pl.LightningDataModule):
 
             x, y = batch
             fill = (0.0 - self.stats[0]) / self.stats[1]  # where raw inputs are 0 (background), after scaling
-            batch = (random_translate(x - fill, self.translate) + fill, y)
+            if self.permutation is None:
+                batch = (random_translate(x - fill, self.translate) + fill, y)
+            else:  # translate the signal, not its storage order: un-shuffle, shift, shuffle again
+                inverse = torch.argsort(self.permutation)
+                batch = (random_translate(x[..., inverse] - fill, self.translate)[..., self.permutation] + fill, y)
         return batch
 
     @property

@@ -13,3 +13,7 @@ SECTIONS: list[Section] = []
 from dlzoo.report.sections import compression  # noqa: E402
 
 SECTIONS.append(compression.section)
+
+from dlzoo.report.sections import sequences  # noqa: E402
+
+SECTIONS.append(sequences.section)

@@ -1,0 +1,170 @@
+"""Encoder-decoder models over token ids, and their decoding (greedy, beam search).
+
+Both models expose the same two calls, so one decoder loop serves both:
+``encode(src) -> enc`` (a tuple of batch-first tensors) and ``decode(tgt_in, enc) -> logits (B, T, V)``;
+``forward(src, tgt_in)`` is teacher forcing. ``input_shape`` is (max source length,) and ``num_classes``
+the vocabulary size; token 0 is PAD, 1 BOS, 2 EOS (dlzoo.data.seq2seq).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from dlzoo.data.synthetic import BOS, EOS, PAD
+from dlzoo.models.registry import register_model
+from dlzoo.models.transformer import positions
+
+Enc = tuple[torch.Tensor, ...]
+
+
+class TransformerSeq2Seq(nn.Module):
+    """Transformer encoder-decoder: post-norm blocks (self-attention, Add & LayerNorm, FFN) in the encoder;
+    masked self-attention, cross-attention to the encoder output, FFN in the decoder. Token embeddings are
+    scaled by sqrt(d) and shared between source, target and the output projection (as in the paper)."""
+
+    def __init__(self, vocab: int, d_model: int = 64, nhead: int = 4, num_layers: int = 2,
+                 dim_feedforward: int = 256, dropout: float = 0.1, positions_kind: str = "sinusoidal",
+                 max_len: int = 64):
+        super().__init__()
+        self.d_model = d_model
+        self.embed = nn.Embedding(vocab, d_model, padding_idx=PAD)
+        self.pos = positions(positions_kind, d_model, max_len)
+        self.transformer = nn.Transformer(d_model, nhead, num_layers, num_layers, dim_feedforward, dropout,
+                                          batch_first=True)
+        self.out = nn.Linear(d_model, vocab, bias=False)
+        self.out.weight = self.embed.weight  # tied
+
+    def _tokens(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, d)
+        return self.pos(self.embed(ids) * self.d_model ** 0.5)
+
+    def encode(self, src: torch.Tensor) -> Enc:
+        src_pad = src == PAD  # (B, S), True where attention must not look
+        memory = self.transformer.encoder(self._tokens(src), src_key_padding_mask=src_pad)  # (B, S, d)
+        return memory, src_pad
+
+    def decode(self, tgt_in: torch.Tensor, enc: Enc) -> torch.Tensor:
+        memory, src_pad = enc
+        t = tgt_in.shape[1]
+        causal = nn.Transformer.generate_square_subsequent_mask(t, device=tgt_in.device)  # (T, T), -inf above diag
+        h = self.transformer.decoder(self._tokens(tgt_in), memory, tgt_mask=causal, tgt_is_causal=True,
+                                     memory_key_padding_mask=src_pad)  # (B, T, d)
+        return self.out(h)  # (B, T, V)
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.decode(tgt_in, self.encode(src))
+
+
+class LSTMSeq2Seq(nn.Module):
+    """Bidirectional LSTM encoder (packed, so padding never enters the recurrence), LSTM decoder started
+    from the encoder's final states, and Luong's global "general" attention: score(h_t, s) = h_t^T W s,
+    output = W_o tanh(W_c [h_t; c_t]). Departure from Luong et al.: no input feeding (the attentional
+    vector is not fed back to the next decoder step), which lets teacher forcing run in one LSTM call."""
+
+    def __init__(self, vocab: int, embed_dim: int = 64, hidden: int = 128, num_layers: int = 1, dropout: float = 0.1):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed_dim, padding_idx=PAD)
+        self.encoder = nn.LSTM(embed_dim, hidden // 2, num_layers, batch_first=True, bidirectional=True,
+                               dropout=dropout if num_layers > 1 else 0.0)
+        self.decoder = nn.LSTM(embed_dim, hidden, num_layers, batch_first=True,
+                               dropout=dropout if num_layers > 1 else 0.0)
+        self.attn = nn.Linear(hidden, hidden, bias=False)
+        self.combine = nn.Linear(2 * hidden, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, vocab)
+
+    def encode(self, src: torch.Tensor) -> Enc:
+        lens = (src != PAD).sum(1).clamp(min=1)
+        packed = pack_padded_sequence(self.drop(self.embed(src)), lens.cpu(), batch_first=True, enforce_sorted=False)
+        out, (h, c) = self.encoder(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])  # (B, S, H)
+        # (layers*2, B, H/2) -> (B, layers, H): forward and backward final states side by side
+        h, c = (s.view(-1, 2, *s.shape[1:]).permute(2, 0, 1, 3).flatten(2) for s in (h, c))
+        return memory, src == PAD, h, c
+
+    def decode(self, tgt_in: torch.Tensor, enc: Enc) -> torch.Tensor:
+        memory, src_pad, h, c = enc
+        state = (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous())  # (layers, B, H)
+        dec, _ = self.decoder(self.drop(self.embed(tgt_in)), state)  # (B, T, H)
+        scores = dec @ self.attn(memory).transpose(1, 2)  # (B, T, S)
+        weights = scores.masked_fill(src_pad[:, None, :], float("-inf")).softmax(-1)
+        context = weights @ memory  # (B, T, H)
+        return self.out(self.drop(torch.tanh(self.combine(torch.cat([dec, context], -1)))))  # (B, T, V)
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.decode(tgt_in, self.encode(src))
+
+
+@torch.no_grad()
+def greedy_decode(model: nn.Module, src: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Feed back the argmax token until every row has emitted EOS (or max_len tokens): (B, S) -> (B, <=max_len)
+    output tokens without BOS, PAD after EOS. The decoder re-reads the whole prefix each step (no KV cache:
+    sequences here are short)."""
+    enc = model.encode(src)
+    ys = torch.full((src.shape[0], 1), BOS, dtype=torch.long, device=src.device)
+    done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+    for _ in range(max_len):
+        nxt = model.decode(ys, enc)[:, -1].argmax(-1)  # (B,)
+        nxt = nxt.masked_fill(done, PAD)
+        ys = torch.cat([ys, nxt[:, None]], 1)
+        done |= nxt == EOS
+        if done.all():
+            break
+    return ys[:, 1:]
+
+
+@torch.no_grad()
+def beam_search(model: nn.Module, src: torch.Tensor, max_len: int, beam: int = 4, length_penalty: float = 0.0) -> torch.Tensor:
+    """Beam search: keep the ``beam`` best prefixes by summed log-probability; a prefix that emits EOS is
+    finished and kept. Finished hypotheses are ranked by score / length**length_penalty (0: raw sum).
+    With beam=1 this is exactly greedy decoding. Returns (B, <=max_len) tokens like ``greedy_decode``."""
+    b, dev = src.shape[0], src.device
+    enc = model.encode(src)
+    enc = tuple(t.repeat_interleave(beam, 0) for t in enc)  # row b*beam + k is hypothesis k of sample b
+    ys = torch.full((b * beam, 1), BOS, dtype=torch.long, device=dev)
+    scores = torch.full((b, beam), float("-inf"), device=dev)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    finished = torch.zeros(b * beam, dtype=torch.bool, device=dev)
+    for _ in range(max_len):
+        logp = model.decode(ys, enc)[:, -1].log_softmax(-1)  # (b*beam, V)
+        v = logp.shape[-1]
+        # a finished hypothesis continues only with PAD at no cost, so it keeps its score and one slot
+        pad_only = torch.full_like(logp, float("-inf"))
+        pad_only[:, PAD] = 0.0
+        logp = torch.where(finished[:, None], pad_only, logp)
+        total = (scores.view(-1, 1) + logp).view(b, beam * v)  # (b, beam*V)
+        scores, idx = total.topk(beam, dim=-1)  # (b, beam)
+        origin = (idx // v + torch.arange(b, device=dev)[:, None] * beam).view(-1)  # parent row
+        tok = (idx % v).view(-1)
+        ys = torch.cat([ys[origin], tok[:, None]], 1)
+        finished = finished[origin] | (tok == EOS)
+        if finished.all():
+            break
+    out = ys[:, 1:]
+    if length_penalty:
+        n = ((out != PAD) & (out != EOS)).sum(1).view(b, beam).clamp(min=1) + 1  # tokens incl. EOS
+        scores = scores / n.float() ** length_penalty
+    best = scores.argmax(-1) + torch.arange(b, device=dev) * beam
+    return out[best]
+
+
+def _check(input_shape) -> None:
+    if len(input_shape) != 1:
+        from dlzoo.errors import ConfigError
+
+        raise ConfigError(f"seq2seq models take token sequences (S,), got inputs of shape {tuple(input_shape)}: "
+                          "use data=sort with task=seq2seq")
+
+
+@register_model()
+def transformer_seq2seq(input_shape, num_classes, d_model=64, nhead=4, num_layers=2, dim_feedforward=256,
+                        dropout=0.1, positions="sinusoidal", max_len=64) -> TransformerSeq2Seq:
+    _check(input_shape)
+    return TransformerSeq2Seq(num_classes, d_model, nhead, num_layers, dim_feedforward, dropout, positions, max_len)
+
+
+@register_model()
+def lstm_seq2seq(input_shape, num_classes, embed_dim=64, hidden=128, num_layers=1, dropout=0.1) -> LSTMSeq2Seq:
+    _check(input_shape)
+    return LSTMSeq2Seq(num_classes, embed_dim, hidden, num_layers, dropout)

@@ -1,0 +1,73 @@
+"""Report section of the sequence models: the MNIST-1D table (regular vs shuffled, beside the paper's
+numbers) and the seq2seq length-generalisation plot (exact-sequence accuracy vs source length)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Greydanus (2020), MNIST-1D README table: test accuracy on the regular and the shuffled dataset.
+PAPER = {"logreg": (0.32, 0.32), "mlp": (0.68, 0.68), "cnn1d": (0.94, 0.56), "gru": (0.91, 0.57)}
+PAPER_HUMAN = (0.96, 0.30)
+DATASETS = ("mnist1d", "mnist1d_shuffled")
+
+
+def _pct(v) -> str:
+    return "" if v is None else f"{100 * float(v):.1f}%"
+
+
+def mnist1d_table(rows: list[dict]) -> str | None:
+    acc: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if r.get("dataset") in DATASETS and "test/acc" in r:
+            key = (r["model"], r["dataset"])
+            acc[key] = max(acc.get(key, 0.0), float(r["test/acc"]))
+    if not acc:
+        return None
+    present = {m for m, _ in acc}
+    models = [m for m in PAPER if m in present] + sorted(present - set(PAPER))
+    lines = ["## MNIST-1D: regular vs shuffled positions\n",
+             "Test accuracy (1000 official test signals) of the pipeline's models beside the MNIST-1D paper's "
+             "table. Shuffled = one fixed permutation of the 40 positions (`data=mnist1d_shuffled`).\n",
+             "| model | regular | paper | shuffled | paper (shuffled) |", "|---|---|---|---|---|"]
+    for m in models:
+        paper = PAPER.get(m, (None, None))
+        lines.append(f"| {m} | {_pct(acc.get((m, 'mnist1d')))} | {_pct(paper[0])} | "
+                     f"{_pct(acc.get((m, 'mnist1d_shuffled')))} | {_pct(paper[1])} |")
+    lines.append(f"| human expert | | {_pct(PAPER_HUMAN[0])} | | {_pct(PAPER_HUMAN[1])} |")
+    return "\n".join(lines) + "\n"
+
+
+def length_plot(rows: list[dict], out_dir: Path) -> str | None:
+    curves = [r for r in rows if r.get("exact_by_length")]
+    if not curves:
+        return None
+    from dlzoo.report.plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for r in curves:
+        pts = sorted((int(n), v) for n, v in r["exact_by_length"].items())
+        ax.plot([n for n, _ in pts], [v for _, v in pts], marker="o", ms=3, label=f"{r['name']} ({r['model']})")
+    lo, hi = curves[0].get("train_lengths", (None, None))
+    if lo is not None:
+        ax.axvspan(lo - 0.5, hi + 0.5, color="grey", alpha=0.15, label="training lengths")
+    ax.set(xlabel="source length (tokens)", ylabel="exact-sequence accuracy (greedy)", ylim=(-0.02, 1.02),
+           title="seq2seq: length generalisation")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_dir / "seq2seq_lengths.png", dpi=120)
+    plt.close(fig)
+    table = ["| experiment | exact (greedy) | exact (beam) | token acc (greedy) | token acc (beam) |", "|---|---|---|---|---|"]
+    for r in curves:
+        table.append(f"| {r['name']} | {_pct(r.get('test/acc'))} | {_pct(r.get('test/beam_acc'))} | "
+                     f"{_pct(r.get('test/token_acc'))} | {_pct(r.get('test/beam_token_acc'))} |")
+    return ("## Sequence-to-sequence: sorting tokens\n\nHeld-out test sequences of the training lengths "
+            f"({lo}-{hi} tokens):\n\n" + "\n".join(table)
+            + "\n\nExact-sequence accuracy vs source length, up to twice the longest training length:\n\n"
+            "![seq2seq lengths](seq2seq_lengths.png)\n")
+
+
+def section(rows: list[dict], out_dir: Path) -> str | None:
+    parts = [p for p in (mnist1d_table(rows), length_plot(rows, out_dir)) if p]
+    return "\n".join(parts) or None

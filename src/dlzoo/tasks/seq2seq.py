@@ -1,0 +1,127 @@
+"""Sequence-to-sequence task: teacher forcing in training, greedy and beam-search decoding in evaluation.
+
+Metrics (``val/*`` per epoch, ``test/*``): ``loss`` (teacher-forced cross-entropy over non-PAD target
+tokens), ``acc`` = exact-sequence accuracy of greedy decoding (the whole output, EOS included, equals the
+target), ``token_acc`` = share of target tokens (EOS included) that greedy decoding reproduces at their
+position; in test also ``beam_acc`` and ``beam_token_acc`` for beam search. ``train/acc`` is the
+teacher-forced token accuracy.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from dlzoo.data.seq2seq import PAD, lengths
+from dlzoo.models.seq2seq import beam_search, greedy_decode
+from dlzoo.tasks.classify import ClassificationTask
+
+
+def trim(tokens: torch.Tensor) -> torch.Tensor:
+    """Drop the all-PAD columns at the right of a padded batch: (B, T) -> (B, longest)."""
+    return tokens[:, : max(int(lengths(tokens).max()), 1)]
+
+
+def sequence_scores(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row (exact match, share of correct target tokens) for decoded ``pred`` (B, P) against ``target``
+    (B, T): both without BOS, PAD after EOS."""
+    t = target.shape[1]
+    if pred.shape[1] < t:
+        pred = nn.functional.pad(pred, (0, t - pred.shape[1]), value=PAD)
+    pred_t = pred[:, :t]
+    real = target != PAD
+    hits = (pred_t == target) & real
+    extra = (pred[:, t:] != PAD).any(1) | ((pred_t != PAD) & ~real).any(1)  # tokens beyond the target's end
+    exact = (hits.sum(1) == real.sum(1)) & ~extra
+    return exact.float(), hits.sum(1) / real.sum(1).clamp(min=1)
+
+
+class Seq2SeqTask(pl.LightningModule):
+    """``net`` has ``encode``/``decode``/``forward(src, tgt_in)`` (dlzoo.models.seq2seq).
+
+    ``scheduled_sampling`` p > 0 (Bengio et al. 2015) feeds the model its own predictions instead of the
+    gold previous tokens with a probability that ramps linearly from 0 to p over the training epochs.
+    Departure from the paper: predictions come from a teacher-forced first pass without gradient, then the
+    mixed input gets a second pass (the parallel two-pass variant of Mihaylova & Martins 2019), because a
+    Transformer decoder does not step through time in training.
+    """
+
+    def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
+                 scheduler_interval: str = "epoch", weight_decay: float = 0.0, label_smoothing: float = 0.0,
+                 beam_size: int = 4, length_penalty: float = 0.0, scheduled_sampling: float = 0.0,
+                 max_extra_len: int = 2):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.loss_fn = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=label_smoothing)
+        self.train_acc = MeanMetric()
+        names = ("val/acc", "val/token_acc", "test/acc", "test/token_acc", "test/beam_acc", "test/beam_token_acc")
+        self.scores = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in names})
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.net(src, tgt_in)
+
+    def sampling_prob(self) -> float:
+        p = self.hparams.scheduled_sampling
+        if not p or self.trainer is None or not self.trainer.max_epochs or self.trainer.max_epochs < 2:
+            return p
+        return p * self.current_epoch / (self.trainer.max_epochs - 1)
+
+    def _teacher_forced(self, src, tgt):
+        src, tgt = trim(src), trim(tgt)
+        tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # (B, T-1) each: BOS y1..yn -> y1..yn EOS
+        p = self.sampling_prob() if self.training else 0.0
+        if p > 0:
+            with torch.no_grad():
+                pred = self.net(src, tgt_in).argmax(-1)  # (B, T-1): prediction of token t+1
+            swap = (torch.rand(tgt_in.shape, device=tgt_in.device) < p) & (tgt_in != PAD)
+            swap[:, 0] = False  # BOS stays
+            mixed = tgt_in.clone()
+            mixed[:, 1:] = torch.where(swap[:, 1:], pred[:, :-1], tgt_in[:, 1:])
+            tgt_in = mixed
+        logits = self.net(src, tgt_in)  # (B, T-1, V)
+        loss = self.loss_fn(logits.flatten(0, 1), tgt_out.flatten())
+        return loss, logits, tgt_out
+
+    def training_step(self, batch, batch_idx):
+        loss, logits, tgt_out = self._teacher_forced(*batch)
+        real = tgt_out != PAD
+        self.train_acc.update((logits.argmax(-1) == tgt_out)[real].float())
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _max_len(self, tgt: torch.Tensor) -> int:
+        return int(lengths(trim(tgt)).max()) - 1 + self.hparams.max_extra_len  # target tokens incl. EOS, + slack
+
+    def _score(self, prefix: str, pred: torch.Tensor, tgt: torch.Tensor) -> None:
+        exact, tok = sequence_scores(pred, trim(tgt)[:, 1:])
+        self.scores[f"{prefix}acc"].update(exact)
+        self.scores[f"{prefix}token_acc"].update(tok)
+
+    def validation_step(self, batch, batch_idx):
+        src, tgt = batch
+        loss, _, _ = self._teacher_forced(src, tgt)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True)
+        self._score("val_", greedy_decode(self.net, trim(src), self._max_len(tgt)), tgt)
+        self.log("val/acc", self.scores["val_acc"], on_epoch=True, prog_bar=True)
+        self.log("val/token_acc", self.scores["val_token_acc"], on_epoch=True)
+
+    def test_step(self, batch, batch_idx):
+        src, tgt = batch
+        loss, _, _ = self._teacher_forced(src, tgt)
+        self.log("test/loss", loss, on_epoch=True)
+        max_len = self._max_len(tgt)
+        self._score("test_", greedy_decode(self.net, trim(src), max_len), tgt)
+        self._score("test_beam_", beam_search(self.net, trim(src), max_len, self.hparams.beam_size,
+                                              self.hparams.length_penalty), tgt)
+        for name in ("acc", "token_acc", "beam_acc", "beam_token_acc"):
+            self.log(f"test/{name}", self.scores[f"test_{name}"], on_epoch=True)
+
+    # same optimizer/scheduler wiring as classification (decay groups, partial constructors)
+    configure_optimizers = ClassificationTask.configure_optimizers
