@@ -54,8 +54,9 @@ def hydra_output_dir() -> tuple[Path, list[str]]:
     return Path(hc.runtime.output_dir), list(hc.overrides.task)
 
 
-def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
-    """Train, test and record one configuration. Returns the summary also written to run_info.json."""
+def run(cfg: DictConfig, output_dir: Path, overrides: list[str], extra_tags: dict[str, str] | None = None) -> dict:
+    """Train, test and record one configuration. Returns the summary also written to run_info.json.
+    ``extra_tags`` go on the MLflow run (``mlflow.parentRunId`` makes it a child run of a search or comparison)."""
     from dlzoo.config import validate
 
     validate(cfg)  # before anything heavy is imported or built
@@ -87,7 +88,7 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
     tags = mu.provenance_tags(overrides) | {
         "dlzoo.task": cfg.task, "dlzoo.dataset": cfg.data.name, "dlzoo.model": cfg.model.name,
         "dlzoo.name": str(cfg.get("name") or ""), "dlzoo.output_dir": str(output_dir.resolve()),
-    }
+    } | (extra_tags or {})
     active = mlflow.start_run(experiment_id=exp_id, run_name=mu.run_name(cfg), tags=tags)
     run_id = active.info.run_id
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -112,6 +113,9 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
         trainer.fit(task, datamodule=dm, ckpt_path=resume)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         info["best_ckpt"] = best or None
+        ckpt_cb = trainer.checkpoint_callback
+        if ckpt_cb is not None and ckpt_cb.best_model_score is not None:  # what a search optimises
+            info["best_score"] = {ckpt_cb.monitor: float(ckpt_cb.best_model_score)}
         info["last_ckpt"] = str(ckpt_dir / "last.ckpt") if (ckpt_dir / "last.ckpt").exists() else None
         info["epochs"] = trainer.current_epoch
         history.write_csv(output_dir / "history.csv")
@@ -119,7 +123,8 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
         if cfg.train.test and not cfg.trainer.get("fast_dev_run"):
             results = trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
             info["test"] = {k: float(v) for k, v in results.items()}
-            log_confusion_matrix(task.test_confmat.compute().cpu().numpy(), output_dir, cfg.data.name)
+            if hasattr(task, "test_confmat"):  # classification
+                log_confusion_matrix(task.test_confmat.compute().cpu().numpy(), output_dir, cfg.data.name)
         (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
     except BaseException as exc:  # noqa: BLE001 -- every way out must close the MLflow run
         error = exc
@@ -179,14 +184,19 @@ def hydra_main(cfg: DictConfig) -> float | None:
     hydra_dir, overrides = hydra_output_dir()
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else hydra_dir
     try:
+        if cfg.get("hparams_search"):  # hparams_search=<name>: an Optuna search, one child run per trial
+            from dlzoo.search import search
+
+            return search(cfg, output_dir, overrides)["best_value"]
         info = run(cfg, output_dir, overrides)
     except DlzooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    test_acc = (info.get("test") or {}).get("test/acc")
+    test = info.get("test") or {}
+    key = "test/acc" if "test/acc" in test else "test/r2"
     print(f"run {info['run_name']} ({info['run_id']}) {info['status']}"
-          + (f": test/acc={test_acc:.4f}" if test_acc is not None else ""))
-    return test_acc  # Hydra sweepers (e.g. Optuna) read the return value
+          + (f": {key}={test[key]:.4f}" if key in test else ""))
+    return test.get(key)  # Hydra sweepers read the return value
 
 
 def main() -> None:

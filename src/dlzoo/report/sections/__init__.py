@@ -9,3 +9,7 @@ from typing import Callable
 
 Section = Callable[[list[dict], Path], "str | None"]
 SECTIONS: list[Section] = []
+
+from dlzoo.report.sections import comparisons, regression  # noqa: E402
+
+SECTIONS += [regression.linear_vs_closed_form, comparisons.optimizers, comparisons.regularization]
