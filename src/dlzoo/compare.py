@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,9 @@ def load_comparison(name: str) -> dict:
     spec = OmegaConf.to_container(OmegaConf.load(path))
     if not spec.get("variants"):
         raise ConfigError(f"{path}: `variants` is empty")
+    bad = [v for v in spec["variants"] if not re.fullmatch(r"[\w.-]+", v)]
+    if bad:  # they become MLflow metric names and folder names
+        raise ConfigError(f"{path}: variant names {bad} may hold only letters, digits, _ . -")
     return spec
 
 

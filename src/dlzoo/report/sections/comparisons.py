@@ -12,7 +12,7 @@ def _comparison(rows: list[dict], name: str) -> dict | None:
 
 
 def _curves_plot(variants: dict, key: str, path: Path, title: str) -> Path:
-    from dlzoo.report.plots import _plt
+    from dlzoo.report.plots import _plt, save
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -25,11 +25,7 @@ def _curves_plot(variants: dict, key: str, path: Path, title: str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def _table(variants: dict, columns: tuple[str, ...]) -> str:
