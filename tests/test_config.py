@@ -10,14 +10,24 @@ from conftest import ROOT, compose
 from dlzoo.config import validate
 from dlzoo.errors import ConfigError
 
-GROUPS = ["data", "model", "optimizer", "scheduler", "regularizer", "loss", "trainer", "logger", "callbacks", "experiment"]
+GROUPS = ["data", "model", "optimizer", "scheduler", "regularizer", "loss", "trainer", "logger", "callbacks", "experiment",
+          "hparams_search"]
 
 
 # Extra overrides so a group option meets a model/data it works with (the default model is LeNet-5 on images).
+REGRESS = ["task=regress", "model=mlp", "data=diabetes", "loss=mse", "callbacks=regress"]
 COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mnist1d"],
               ("data", "mnist1d_shuffled"): ["model=mlp"], ("data", "sort"): ["model=transformer_seq2seq", "task=seq2seq"],
               **{("model", m): ["data=mnist1d"] for m in ("rnn", "lstm", "gru", "transformer")},
-              **{("model", m): ["data=sort", "task=seq2seq"] for m in ("transformer_seq2seq", "lstm_seq2seq")}}
+              **{("model", m): ["data=sort", "task=seq2seq"] for m in ("transformer_seq2seq", "lstm_seq2seq")},
+              ("data", "diabetes"): REGRESS, ("data", "synth1d"): [*REGRESS, "data=synth1d"],
+              ("callbacks", "regress"): REGRESS, ("hparams_search", "diabetes_mlp"): ["experiment=diabetes_mlp"],
+              ("hparams_search", "digits_mlp"): ["experiment=digits_mlp"],
+              ("regularizer", "spatial_dropout"): ["data=mnist1d", "model=cnn1d"],
+              **{("loss", o): REGRESS for o in ("mse", "mae", "huber", "smooth_l1")},
+              # no trainer here to count the steps of the run
+              **{("scheduler", o): ["scheduler.total_steps=100"] for o in ("onecycle", "warmup_cosine", "warmup_linear")},
+              **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")}}
 
 
 def options(group: str) -> list[str]:

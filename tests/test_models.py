@@ -56,6 +56,17 @@ def test_lenet5_refuses_wrong_input_size():
         get_model("lenet5", input_shape=(1, 8, 8), num_classes=10)
 
 
+@pytest.mark.parametrize("norm,cls", [("batchnorm", torch.nn.BatchNorm1d), ("layernorm", torch.nn.LayerNorm)])
+def test_mlp_norm_and_dropconnect_options(norm, cls):
+    from dlzoo.models.layers import DropConnectLinear
+
+    net = get_model("mlp", input_shape=(40,), num_classes=10, hidden=[16, 8], dropconnect=0.3, **{norm: True})
+    assert sum(isinstance(m, cls) for m in net.modules()) == 2
+    assert sum(isinstance(m, DropConnectLinear) for m in net.modules()) == 2  # hidden layers, not the head
+    with pytest.raises(ConfigError, match="choose one"):
+        get_model("mlp", input_shape=(40,), num_classes=10, batchnorm=True, layernorm=True)
+
+
 def test_mlp_activation_and_dropout_options():
     net = get_model("mlp", input_shape=(40,), num_classes=10, hidden=[16], activation="tanh", dropout=0.5)
     kinds = [type(m).__name__ for m in net.modules()]

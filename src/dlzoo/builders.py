@@ -14,18 +14,21 @@ from dlzoo.paths import project_root
 
 # Model-config keys that describe the input the model needs rather than builder arguments.
 INPUT_KEYS = ("name", "image_size", "aux_weight")
+# Regularizer keys that are model options: they override the model config's value (a model without the
+# option refuses it, naming it).
+MODEL_REGULARIZERS = ("dropout", "dropconnect", "spatial_dropout", "batchnorm", "layernorm")
 
 
 def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k not in INPUT_KEYS}
     reg = cfg.get("regularizer") or {}
-    if reg.get("dropout") is not None:
-        kwargs["dropout"] = reg["dropout"]
+    kwargs.update({k: reg[k] for k in MODEL_REGULARIZERS if reg.get(k) is not None})
     return kwargs
 
 
 def build_datamodule(cfg: DictConfig):
     from dlzoo.data.datamodule import ArrayDataModule
+    from dlzoo.data.regression import RegressionDataModule
 
     if cfg.data.get("kind") == "seq2seq":
         from dlzoo.data.seq2seq import Seq2SeqDataModule
@@ -33,7 +36,8 @@ def build_datamodule(cfg: DictConfig):
         return Seq2SeqDataModule(cfg.data.name, project_root() / "artifacts" / "splits", cfg.data.batch_size, cfg.seed)
     image_size = cfg.model.get("image_size") or cfg.data.get("image_size")
     reg = cfg.get("regularizer") or {}
-    return ArrayDataModule(cfg.data.name, project_root() / "artifacts" / "splits", batch_size=cfg.data.batch_size,
+    cls = RegressionDataModule if cfg.get("task") == "regress" else ArrayDataModule
+    return cls(cfg.data.name, project_root() / "artifacts" / "splits", batch_size=cfg.data.batch_size,
                            num_workers=cfg.data.num_workers, image_size=image_size, seed=cfg.seed,
                            standardize=cfg.data.get("standardize", True),
                            translate=(reg.get("augment") or {}).get("translate", 0.0))
@@ -54,27 +58,52 @@ def _partial(node: DictConfig | None, drop: tuple[str, ...] = ()):
     return instantiate(node)
 
 
+def _training_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """Optimizer, LR schedule and weight penalties: the task arguments every task takes alike."""
+    reg = cfg.get("regularizer") or {}
+    return dict(
+        optimizer=_partial(cfg.optimizer),
+        scheduler=_partial(cfg.get("scheduler"), drop=("interval",)),
+        scheduler_interval=(cfg.get("scheduler") or {}).get("interval", "epoch"),
+        weight_decay=reg.get("weight_decay", cfg.optimizer.get("weight_decay", 0.0)) or 0.0,
+        l1=reg.get("l1", 0.0) or 0.0,
+        l2_penalty=reg.get("l2_penalty", 0.0) or 0.0,
+    )
+
+
+def _loss(cfg: DictConfig, default: str) -> tuple[str, dict]:
+    loss_cfg = OmegaConf.to_container(cfg.get("loss") or {"name": default}, resolve=True)
+    return loss_cfg.pop("name"), loss_cfg
+
+
+def balanced_class_weights(cfg: DictConfig, num_classes: int) -> list[float]:
+    """n / (C * n_c) from the training labels (scikit-learn's "balanced" class weights)."""
+    import numpy as np
+
+    from dlzoo.data.arrays import load_array
+    from dlzoo.paths import SPLITS_FIX_HINT
+
+    y = load_array(project_root() / "artifacts" / "splits" / cfg.data.name / "y_train.npy", SPLITS_FIX_HINT)
+    counts = np.bincount(y.astype(np.int64), minlength=num_classes).clip(min=1)
+    return (len(y) / (num_classes * counts)).tolist()
+
+
 def _classify_task(cfg: DictConfig, net, num_classes: int):
     from dlzoo.tasks.classify import ClassificationTask
     from dlzoo.training.losses import build_loss
 
-    reg = cfg.get("regularizer") or {}
-    weight_decay = reg.get("weight_decay", cfg.optimizer.get("weight_decay", 0.0)) or 0.0
-    label_smoothing = reg.get("label_smoothing", 0.0) or 0.0
-    loss_cfg = OmegaConf.to_container(cfg.get("loss") or {"name": "cross_entropy"}, resolve=True)
-    loss_name = loss_cfg.pop("name")
-    if loss_name == "cross_entropy":
-        loss_cfg.setdefault("label_smoothing", label_smoothing)
+    label_smoothing = (cfg.get("regularizer") or {}).get("label_smoothing", 0.0) or 0.0
+    loss_name, loss_cfg = _loss(cfg, "cross_entropy")
+    loss_cfg.setdefault("label_smoothing", label_smoothing)  # every classification loss takes it
+    if loss_cfg.get("class_weights") == "balanced":
+        loss_cfg["class_weights"] = balanced_class_weights(cfg, num_classes)
     return ClassificationTask(
         net,
         num_classes=num_classes,
-        optimizer=_partial(cfg.optimizer),
-        scheduler=_partial(cfg.get("scheduler"), drop=("interval",)),
-        scheduler_interval=(cfg.get("scheduler") or {}).get("interval", "epoch"),
-        weight_decay=weight_decay,
         label_smoothing=label_smoothing,
-        loss_fn=build_loss(loss_name, **loss_cfg),
+        loss_fn=build_loss(loss_name, "classify", **loss_cfg),
         aux_weight=cfg.model.get("aux_weight", 0.3),
+        **_training_kwargs(cfg),
     )
 
 
@@ -111,8 +140,21 @@ def _seq2seq_task(cfg: DictConfig, net, num_classes: int):
     )
 
 
+def _regress_task(cfg: DictConfig, net, num_classes: int):
+    from dlzoo.tasks.regress import RegressionTask
+    from dlzoo.training.losses import build_loss
+
+    if OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor") == "val/acc":
+        from dlzoo.errors import ConfigError
+
+        raise ConfigError("task=regress logs no val/acc for the checkpoint to monitor: add callbacks=regress "
+                          "(monitors val/loss), or start from experiment=diabetes_mlp")
+    loss_name, loss_cfg = _loss(cfg, "mse")
+    return RegressionTask(net, loss_fn=build_loss(loss_name, "regress", **loss_cfg), **_training_kwargs(cfg))
+
+
 # cfg.task -> builder(cfg, net, num_classes) of the task's LightningModule. Tasks register here.
-TASKS = {"classify": _classify_task, "distill": _distill_task, "seq2seq": _seq2seq_task}
+TASKS = {"classify": _classify_task, "regress": _regress_task, "distill": _distill_task, "seq2seq": _seq2seq_task}
 
 
 def build_task(cfg: DictConfig, net, num_classes: int):

@@ -3,7 +3,9 @@
 RUN_DIR is a training output folder (it holds ``run_info.json``, ``config.yaml`` and ``checkpoints/``).
 The best checkpoint is tested on the chosen split; the metrics go to the run's MLflow run
 (``test/*`` for the test split), to a metrics JSON for ``dvc metrics show``, and the predictions to
-``artifacts/eval/<run>/predictions.csv`` for ``dvc plots show`` (a confusion matrix); the confusion-matrix plot goes to MLflow.
+``artifacts/eval/<run>/predictions.csv`` for ``dvc plots show`` (a confusion matrix; actual vs predicted values
+for regression, where a linear model is also compared with the closed-form least-squares fit); the
+confusion-matrix plot goes to MLflow.
 
     python -m dlzoo.evaluate artifacts/runs/digits_lenet5 --metrics metrics/digits_lenet5.json
     python -m dlzoo.evaluate outputs/2026-11-22/18-00-00 --split val
@@ -29,19 +31,17 @@ def load_run(run_dir: Path) -> dict:
     return json.loads(info_path.read_text())
 
 
-def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None = None) -> dict:
+def load_task(run_dir: Path, ckpt: str | None = None):
+    """(run_info, config, datamodule set up, task with the checkpoint's weights in eval mode) of a trained run."""
     from omegaconf import OmegaConf
 
     from dlzoo.train import quiet
 
     quiet()
     import lightning.pytorch as pl
-    import mlflow
-    import numpy as np
     import torch
 
     from dlzoo import builders
-    from dlzoo.train import log_confusion_matrix
 
     info = load_run(run_dir)
     cfg = OmegaConf.load(run_dir / "config.yaml")
@@ -55,23 +55,50 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
     task = builders.build_task(cfg, net, dm.num_classes)
     task.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
     task.eval()
+    return info, cfg, dm, task
 
-    loader = {"train": dm.train_dataloader, "val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
-    if split == "train":
-        loader = torch.utils.data.DataLoader(dm.datasets["train"], batch_size=dm.batch_size)
+
+def split_loader(dm, split: str):
+    import torch
+
+    if split == "train":  # unshuffled
+        return torch.utils.data.DataLoader(dm.datasets["train"], batch_size=dm.batch_size)
+    return {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
+
+
+def test_split(task, dm, split: str) -> dict[str, float]:
+    """The task's test metrics on one split, keyed ``<split>/<metric>``."""
+    import lightning.pytorch as pl
+
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False)
-    results = trainer.test(task, dataloaders=loader, verbose=False)[0]
-    metrics = {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    results = trainer.test(task, dataloaders=split_loader(dm, split), verbose=False)[0]
+    return {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
+
+
+def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None = None) -> dict:
+    import mlflow
+    import numpy as np
+    import torch
+
+    from dlzoo.train import log_confusion_matrix
+
+    info, cfg, dm, task = load_task(run_dir, ckpt)
+    metrics = test_split(task, dm, split)
+    loader = split_loader(dm, split)
+    extra: dict = {}
     if cfg.task == "seq2seq":
         labels, preds, extra = _seq2seq_outputs(task, dm, loader)
-        cm = None
     else:
-        cm = task.test_confusion
-        with torch.no_grad():
-            preds = torch.cat([task(x).argmax(1) for x, _ in loader]).numpy()
-        labels, extra = np.concatenate([y.numpy() for _, y in loader]), {}
+        regress = cfg.task == "regress"
+        with torch.no_grad():  # class labels, or real values for regression
+            preds = torch.cat([task(x).squeeze(1) if regress else task(x).argmax(1) for x, _ in loader]).numpy()
+        labels = np.concatenate([y.numpy() for _, y in loader])
+        if regress and cfg.model.name == "logreg":  # linear regression: compare SGD with the closed form
+            from dlzoo.tasks.regress import closed_form_comparison
+
+            metrics |= closed_form_comparison(task, dm, split)
+    out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "predictions.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["actual", "predicted"])
@@ -80,13 +107,12 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
     mlflow.set_tracking_uri(info["tracking_uri"])
     with mlflow.start_run(run_id=info["run_id"]):  # reopen the training run; ends as FINISHED
         mlflow.log_metrics(metrics)
-        if split == "test" and cm is not None:
-            log_confusion_matrix(cm, out_dir, cfg.data.name)
+        if split == "test" and getattr(task, "test_confusion", None) is not None:  # classification
+            log_confusion_matrix(task.test_confusion, out_dir, cfg.data.name)
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
-    summary = {"name": cfg.get("name") or run_dir.name, "run_id": info["run_id"], "experiment": info["experiment"],
-               "model": cfg.model.name, "dataset": cfg.data.name, "num_params": info.get("num_params"),
-               "epochs": info.get("epochs"), "task": cfg.task, **metrics, **extra}
-    return summary
+    return {"name": cfg.get("name") or run_dir.name, "run_id": info["run_id"], "experiment": info["experiment"],
+            "task": cfg.task, "model": cfg.model.name, "dataset": cfg.data.name,
+            "num_params": info.get("num_params"), "epochs": info.get("epochs"), **metrics, **extra}
 
 
 def _seq2seq_outputs(task, dm, loader):

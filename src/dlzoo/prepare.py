@@ -110,6 +110,28 @@ def _diabetes(arr, out: Path, seed: int, val_fraction: float, test_fraction: flo
     return _sizes(train=y_tr, val=y_va, test=y_te)
 
 
+# The seeded 1-D synthetic regression function: y = sin(2x) + 0.3 x + N(0, 0.1^2), x ~ U(-3, 3).
+SYNTH1D_SIZE, SYNTH1D_NOISE = 1000, 0.1
+
+
+def synth1d_function(x: np.ndarray) -> np.ndarray:
+    return np.sin(2.0 * x) + 0.3 * x
+
+
+@preparer("synth1d")
+def _synth1d(arr, out: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+    # no raw file: generated from prepare.seed, then split at random (nothing to stratify on)
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3.0, 3.0, size=(SYNTH1D_SIZE, 1)).astype(np.float32)  # (N, 1)
+    y = (synth1d_function(x[:, 0]) + SYNTH1D_NOISE * rng.standard_normal(SYNTH1D_SIZE)).astype(np.float32)  # (N,)
+    x_pool, x_te, y_pool, y_te = train_test_split(x, y, test_size=test_fraction, random_state=seed)
+    x_tr, x_va, y_tr, y_va = train_test_split(x_pool, y_pool, test_size=val_fraction, random_state=seed)
+    save_arrays(out, x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, x_test=x_te, y_test=y_te)
+    return _sizes(train=y_tr, val=y_va, test=y_te)
+
+
 def prepare(data_dir: Path, out_dir: Path, seed: int, val_fraction: float, test_fraction: float,
             datasets: list[str] | None = None) -> dict:
     """Write the splits of every registered dataset (or of ``datasets``) to ``out_dir/<name>/``."""

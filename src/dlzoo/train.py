@@ -54,10 +54,12 @@ def hydra_output_dir() -> tuple[Path, list[str]]:
     return Path(hc.runtime.output_dir), list(hc.overrides.task)
 
 
-def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: str | None = None) -> dict:
+def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: str | None = None,
+        extra_tags: dict[str, str] | None = None) -> dict:
     """Train, test and record one configuration. Returns the summary also written to run_info.json.
 
-    Under DDP every rank calls this; only rank 0 records to MLflow and writes files.
+    Under DDP every rank calls this; only rank 0 records to MLflow and writes files. ``parent_run_id`` (or
+    ``mlflow.parentRunId`` in ``extra_tags``) makes the run a child of a sweep, search or comparison.
     """
     from dlzoo.config import validate
 
@@ -94,7 +96,7 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
     tags = mu.provenance_tags(overrides) | {
         "dlzoo.task": cfg.task, "dlzoo.dataset": cfg.data.name, "dlzoo.model": cfg.model.name,
         "dlzoo.name": str(cfg.get("name") or ""), "dlzoo.output_dir": str(output_dir.resolve()),
-    }
+    } | (extra_tags or {})
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     job = mu.JobRun(uri, rank0)
@@ -123,6 +125,9 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
         trainer.fit(task, datamodule=dm, ckpt_path=resume, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         info["best_ckpt"] = best or None
+        ckpt_cb = trainer.checkpoint_callback
+        if ckpt_cb is not None and ckpt_cb.best_model_score is not None:  # what a search optimises
+            info["best_score"] = {ckpt_cb.monitor: float(ckpt_cb.best_model_score)}
         info["last_ckpt"] = str(ckpt_dir / "last.ckpt") if (ckpt_dir / "last.ckpt").exists() else None
         info["epochs"] = trainer.current_epoch
         if rank0:
@@ -221,6 +226,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
     from dlzoo.tracking.sweep import parent_run_id
 
     try:
+        if cfg.get("hparams_search"):  # hparams_search=<name>: an Optuna search, one child run per trial
+            from dlzoo.search import search
+
+            return search(cfg, output_dir, overrides)["best_value"]
         info = run(cfg, output_dir, overrides, parent_run_id=parent_run_id())
     except DlzooError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -231,12 +240,13 @@ def hydra_main(cfg: DictConfig) -> float | None:
         if type(exc).__name__ == "SIGTERMException":
             sys.exit(143)
         raise
-    test_acc = (info.get("test") or {}).get("test/acc")
+    test = info.get("test") or {}
+    key = "test/acc" if "test/acc" in test else "test/r2"
     if info["run_id"] is None:  # a DDP rank other than 0: rank 0 reports
-        return test_acc
+        return test.get(key)
     print(f"run {info['run_name']} ({info['run_id']}) {info['status']}"
-          + (f": test/acc={test_acc:.4f}" if test_acc is not None else ""))
-    return test_acc  # Hydra sweepers (e.g. Optuna) read the return value
+          + (f": {key}={test[key]:.4f}" if key in test else ""))
+    return test.get(key)  # Hydra sweepers read the return value
 
 
 def main() -> None:

@@ -29,14 +29,16 @@ def _normalise(name: str, x: np.ndarray) -> np.ndarray:
 class ArrayDataModule(pl.LightningDataModule):
     """Batches of ``(x, y)``; x is (N, C, H, W) for images and (N, 1, L) for 1-D signals."""
 
+    OUTPUTS = NUM_CLASSES  # dataset -> number of network outputs (subclasses for other tasks replace it)
+
     def __init__(self, name: str, splits_dir: str | Path, batch_size: int = 64, num_workers: int = 0,
                  image_size: int | None = None, seed: int = 0, standardize: bool = True, translate: float = 0.0):
         super().__init__()
-        if name not in NUM_CLASSES:
-            raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(NUM_CLASSES)}")
+        if name not in self.OUTPUTS:
+            raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(self.OUTPUTS)}")
         self.name, self.splits_dir = name, Path(splits_dir)
         self.batch_size, self.num_workers, self.image_size, self.seed = batch_size, num_workers, image_size, seed
-        self.num_classes = NUM_CLASSES[name]
+        self.num_classes = self.OUTPUTS[name]
         self.standardize, self.translate = standardize, translate
         self.datasets: dict[str, TensorDataset] = {}
         self.stats: tuple[float, float] = (0.0, 1.0)  # (mean, std) of the training inputs

@@ -9,7 +9,7 @@ from dlzoo.models.registry import register_model
 
 class CNN1d(nn.Module):
     def __init__(self, in_chans: int, num_classes: int, channels: list[int], kernel_size: int = 5,
-                 dropout: float = 0.0, batchnorm: bool = True):
+                 dropout: float = 0.0, batchnorm: bool = True, spatial_dropout: float = 0.0):
         super().__init__()
         blocks: list[nn.Module] = []
         c_in = in_chans
@@ -18,6 +18,8 @@ class CNN1d(nn.Module):
             if batchnorm:
                 blocks.append(nn.BatchNorm1d(c))
             blocks.append(nn.ReLU())
+            if spatial_dropout:  # whole channels dropped (Tompson et al. 2015)
+                blocks.append(nn.Dropout1d(spatial_dropout))
             if i < len(channels) - 1:
                 blocks.append(nn.MaxPool1d(2))  # (B, c, L/2)
             c_in = c
@@ -30,10 +32,11 @@ class CNN1d(nn.Module):
 
 
 @register_model()
-def cnn1d(input_shape, num_classes, channels=(32, 64, 128), kernel_size=5, dropout=0.0, batchnorm=True) -> CNN1d:
+def cnn1d(input_shape, num_classes, channels=(32, 64, 128), kernel_size=5, dropout=0.0, batchnorm=True,
+          spatial_dropout=0.0) -> CNN1d:
     if len(input_shape) != 2:
         from dlzoo.errors import ConfigError
 
         raise ConfigError(f"cnn1d takes (C, L) signals, got inputs of shape {tuple(input_shape)}: use data=mnist1d "
                           "or an image model (e.g. model=lenet5)")
-    return CNN1d(input_shape[0], num_classes, list(channels), kernel_size, dropout, batchnorm)
+    return CNN1d(input_shape[0], num_classes, list(channels), kernel_size, dropout, batchnorm, spatial_dropout)

@@ -26,8 +26,10 @@ def build(metrics_dir: Path, out: Path) -> dict[str, list[dict]]:
     groups = by_dataset(rows)
     out.mkdir(parents=True, exist_ok=True)
     (out / "leaderboard.json").write_text(json.dumps(groups, indent=2) + "\n")
-    names = [f"{r['name']} ({d})" for d, rs in groups.items() for r in rs]
-    accs = [float(r.get("test/acc", 0.0)) for rs in groups.values() for r in rs]
+    # classification rows only: a regression row has no accuracy (its R^2 is in the leaderboard table)
+    acc_rows = [(d, r) for d, rs in groups.items() for r in rs if "test/acc" in r]
+    names = [f"{r['name']} ({d})" for d, r in acc_rows]
+    accs = [float(r["test/acc"]) for _, r in acc_rows]
     bar_chart(names, accs, out / "accuracy.png", xlabel="test accuracy", title="dlzoo leaderboard")
     from dlzoo.report.sections import SECTIONS
 

@@ -1,4 +1,5 @@
-"""The leaderboard: one row per evaluated experiment, grouped by dataset, best test accuracy first."""
+"""The leaderboard: one row per evaluated experiment, grouped by dataset, best first (test accuracy; test R^2
+for regression datasets). Comparison results (``metrics/compare_*.json``) are report sections, not rows."""
 
 from __future__ import annotations
 
@@ -6,6 +7,16 @@ import json
 from pathlib import Path
 
 COLUMNS = ("name", "model", "test/acc", "test/f1_macro", "test/loss", "num_params", "epochs", "run_id")
+REGRESSION_COLUMNS = ("name", "model", "test/r2", "test/rmse", "test/mae", "test/loss", "num_params", "epochs", "run_id")
+
+
+def is_regression(rows: list[dict]) -> bool:
+    return any("test/r2" in r for r in rows)
+
+
+def score_key(rows: list[dict]) -> str:
+    """The figure a dataset's rows are ranked by (higher is better)."""
+    return "test/r2" if is_regression(rows) else "test/acc"
 
 
 def load_rows(metrics_dir: Path) -> list[dict]:
@@ -20,9 +31,11 @@ def load_rows(metrics_dir: Path) -> list[dict]:
 def by_dataset(rows: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(r.get("dataset", "?"), []).append(r)
+        if "comparison" not in r:
+            groups.setdefault(r.get("dataset", "?"), []).append(r)
     for g in groups.values():
-        g.sort(key=lambda r: -float(r.get("test/acc", 0.0)))
+        key = score_key(g)
+        g.sort(key=lambda r: -float(r.get(key, float("-inf"))))
     return dict(sorted(groups.items()))
 
 
@@ -37,19 +50,20 @@ def _fmt(v) -> str:
 def markdown(groups: dict[str, list[dict]]) -> str:
     out = []
     for dataset, rows in groups.items():
+        columns = REGRESSION_COLUMNS if is_regression(rows) else COLUMNS
         out.append(f"### {dataset}\n")
-        out.append("| " + " | ".join(COLUMNS) + " |")
-        out.append("|" + "---|" * len(COLUMNS))
+        out.append("| " + " | ".join(columns) + " |")
+        out.append("|" + "---|" * len(columns))
         for r in rows:
-            out.append("| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |")
+            out.append("| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |")
         out.append("")
     return "\n".join(out)
 
 
 def console_table(groups: dict[str, list[dict]]) -> str:
-    cols = ("name", "model", "test/acc", "num_params")
     lines = []
     for dataset, rows in groups.items():
+        cols = ("name", "model", score_key(rows), "num_params")
         lines.append(f"{dataset}:")
         widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols]
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths)))

@@ -17,6 +17,16 @@ def _plt():
     return plt
 
 
+def save(fig, path: Path) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
+    plt = _plt()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def learning_curves(history: dict[str, list[tuple[int, float]]], path: Path, title: str = "") -> Path:
     """history: metric key -> [(epoch, value)]. Losses on the left axis, accuracies on the right."""
     plt = _plt()
@@ -33,11 +43,7 @@ def learning_curves(history: dict[str, list[tuple[int, float]]], path: Path, tit
         if ax.lines:
             ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def confusion_matrix(cm: np.ndarray, path: Path, labels: Sequence[str] | None = None, title: str = "") -> Path:
@@ -57,11 +63,7 @@ def confusion_matrix(cm: np.ndarray, path: Path, labels: Sequence[str] | None = 
             ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if cm[i, j] > thresh else "black")
     ax.set_title(title or f"confusion matrix (acc {np.trace(cm) / max(cm.sum(), 1):.3f})")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def bar_chart(names: Sequence[str], values: Sequence[float], path: Path, xlabel: str, title: str = "") -> Path:
@@ -74,8 +76,4 @@ def bar_chart(names: Sequence[str], values: Sequence[float], path: Path, xlabel:
     ax.set_xlim(0, 1.08)
     ax.invert_yaxis()
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -18,12 +18,13 @@ class ClassificationTask(pl.LightningModule):
     groups; ``scheduler`` a partial LR scheduler constructor or None, stepped per ``scheduler_interval``.
     ``loss_fn(logits, target)`` defaults to cross-entropy. A network may return ``(logits, *aux_logits)``
     in training mode (GoogLeNet's auxiliary classifiers): their losses count with ``aux_weight`` in
-    training only.
+    training only. ``l1`` / ``l2_penalty`` add explicit weight penalties to the training loss (logged as
+    ``train/l1_penalty`` / ``train/l2_penalty``).
     """
 
     def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, label_smoothing: float = 0.0,
-                 loss_fn: nn.Module | None = None, aux_weight: float = 0.3):
+                 loss_fn: nn.Module | None = None, aux_weight: float = 0.3, l1: float = 0.0, l2_penalty: float = 0.0):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss_fn"])
         self.net = net
@@ -52,11 +53,13 @@ class ClassificationTask(pl.LightningModule):
         return loss, out, y
 
     def training_step(self, batch, batch_idx):
+        from dlzoo.training.optim import penalised
+
         loss, logits, y = self._step(batch)
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        return loss
+        return penalised(self, loss, self.net, self.hparams.l1, self.hparams.l2_penalty)
 
     def validation_step(self, batch, batch_idx):
         loss, logits, y = self._step(batch)
@@ -83,11 +86,7 @@ class ClassificationTask(pl.LightningModule):
         self.test_confusion = self.test_confmat.compute().cpu().numpy()
 
     def configure_optimizers(self):
-        from dlzoo.training.optim import param_groups
+        from dlzoo.training.optim import configure_optimizers
 
-        opt = self.optimizer_factory(param_groups(self.net, self.hparams.weight_decay))
-        if self.scheduler_factory is None:
-            return opt
-        sched = self.scheduler_factory(opt)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval,
-                                                   "monitor": "val/loss"}}
+        return configure_optimizers(self, self.net, self.optimizer_factory, self.scheduler_factory,
+                                    self.hparams.weight_decay, self.hparams.scheduler_interval)

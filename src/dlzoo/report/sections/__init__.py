@@ -17,3 +17,7 @@ SECTIONS.append(compression.section)
 from dlzoo.report.sections import sequences  # noqa: E402
 
 SECTIONS.append(sequences.section)
+
+from dlzoo.report.sections import comparisons, regression  # noqa: E402
+
+SECTIONS += [regression.linear_vs_closed_form, comparisons.optimizers, comparisons.regularization]

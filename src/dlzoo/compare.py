@@ -1,0 +1,112 @@
+"""Controlled comparisons for the report: ``python -m dlzoo.compare NAME --out metrics/compare_NAME.json``.
+
+``conf/comparison/NAME.yaml`` gives ``base`` overrides (same model, data, seed and epochs for all) and
+``variants`` (name -> the overrides that differ, e.g. ``optimizer=sgd``). Every variant is trained in this
+one process (one Lightning import instead of one per run) as a child MLflow run of a parent run named
+after the comparison; its final weights (``last.ckpt``: the same number of epochs for all) are measured on
+the train and val splits without dropout, which gives the train-val gap. The JSON holds the figures and the
+per-epoch curves; the report draws them (dlzoo.report.sections.comparisons).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from dlzoo.errors import ConfigError, DlzooError
+from dlzoo.paths import conf_dir, project_root
+
+
+def load_comparison(name: str) -> dict:
+    path = conf_dir() / "comparison" / f"{name}.yaml"
+    if not path.exists():
+        choices = sorted(p.stem for p in (conf_dir() / "comparison").glob("*.yaml"))
+        raise ConfigError(f"comparison {name!r} is unknown; choose one of: {', '.join(choices)}")
+    spec = OmegaConf.to_container(OmegaConf.load(path))
+    if not spec.get("variants"):
+        raise ConfigError(f"{path}: `variants` is empty")
+    bad = [v for v in spec["variants"] if not re.fullmatch(r"[\w.-]+", v)]
+    if bad:  # they become MLflow metric names and folder names
+        raise ConfigError(f"{path}: variant names {bad} may hold only letters, digits, _ . -")
+    return spec
+
+
+def _curves(history_csv: Path) -> dict[str, list[float]]:
+    with history_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows if r.get(k)] for k in ("train/loss", "val/loss", "val/acc")}
+
+
+def compare(name: str, out_root: Path) -> dict:
+    import mlflow
+
+    from dlzoo.configure import compose
+    from dlzoo.evaluate import load_task, test_split
+    from dlzoo.tracking import mlflow_utils as mu
+    from dlzoo.train import quiet, run
+
+    spec = load_comparison(name)
+    base = [*spec.get("base", []), "train.test=false", "train.log_model=false", "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false"]
+    cfg0 = compose(base)
+    quiet()
+    uri = mu.tracking_uri(cfg0.logger.get("tracking_uri"))
+    client = mlflow.MlflowClient(uri)
+    exp_id = mu.get_or_create_experiment(client, cfg0.logger.experiment_name)
+    parent = client.create_run(exp_id, run_name=f"compare-{name}", tags=mu.provenance_tags(base) | {"dlzoo.compare": name})
+    pid = parent.info.run_id
+    client.log_param(pid, "compare.base", " ".join(spec.get("base", [])))
+    result = {"comparison": name, "title": spec.get("title", name), "dataset": cfg0.data.name, "model": cfg0.model.name,
+              "parent_run_id": pid, "variants": {}}
+    status = "FAILED"
+    try:
+        for variant, overrides in spec["variants"].items():
+            overrides = [*base, *overrides]
+            out = out_root / variant
+            t0 = time.perf_counter()
+            info = run(compose(overrides), out, overrides, {"mlflow.parentRunId": pid, "dlzoo.variant": variant})
+            seconds = time.perf_counter() - t0
+            _, _, dm, task = load_task(out, info["last_ckpt"])
+            metrics = {**test_split(task, dm, "train"), **test_split(task, dm, "val")}
+            row = {k: metrics[k] for k in ("train/acc", "val/acc", "train/loss", "val/loss") if k in metrics}
+            if "train/acc" in row:
+                row["gap/acc"] = row["train/acc"] - row["val/acc"]
+            row["gap/loss"] = row["val/loss"] - row["train/loss"]
+            row |= {"epochs": info["epochs"], "seconds": round(seconds, 2), "run_id": info["run_id"],
+                    "curves": _curves(out / "history.csv")}
+            result["variants"][variant] = row
+            for k, v in row.items():
+                if isinstance(v, float):
+                    client.log_metric(pid, f"{variant}/{k}", v)
+            print(f"{name}/{variant}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
+        status = "FINISHED"
+    finally:
+        client.set_terminated(pid, status)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", help="a file of conf/comparison/ (e.g. optimizers, regularization)")
+    ap.add_argument("--out", type=Path, default=None, help="metrics JSON (default: metrics/compare_NAME.json)")
+    ap.add_argument("--runs", type=Path, default=None, help="run folders (default: artifacts/compare/NAME)")
+    args = ap.parse_args(argv)
+    root = project_root()
+    try:
+        result = compare(args.name, args.runs or root / "artifacts" / "compare" / args.name)
+    except DlzooError as exc:
+        sys.exit(f"error: {exc}")
+    out = args.out or root / "metrics" / f"compare_{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
