@@ -38,7 +38,7 @@ def test_every_option_composes_validates_and_builds(group, option, project):
     net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
     task = builders.build_task(cfg, net, dm.num_classes)
     x, _ = next(iter(dm.train_dataloader()))
-    assert task(x).shape == (x.shape[0], dm.num_classes)
+    assert task.eval()(x).shape == (x.shape[0], dm.num_classes)  # eval: logits only (no GoogLeNet aux heads)
     assert task.configure_optimizers() is not None
     assert builders.build_callbacks(cfg, project / "ckpt")
 

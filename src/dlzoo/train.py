@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
     net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
     task = builders.build_task(cfg, net, dm.num_classes)
     n_params = builders.count_parameters(net)
+    n_flops = builders.count_flops(net, dm.input_shape)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = output_dir / "checkpoints"
@@ -92,14 +94,15 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
     run_id = active.info.run_id
     resolved = OmegaConf.to_container(cfg, resolve=True)
     info = {"run_id": run_id, "tracking_uri": uri, "experiment": cfg.logger.experiment_name,
-            "run_name": active.info.run_name, "output_dir": str(output_dir), "num_params": n_params}
+            "run_name": active.info.run_name, "output_dir": str(output_dir), "num_params": n_params,
+            "flops": n_flops}
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
 
     trainer = None
     error: BaseException | None = None
     try:
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(resolved).items()})
-        mlflow.log_metric("model/num_params", n_params)
+        mlflow.log_metrics({"model/num_params": n_params, "model/flops": n_flops})
         mlflow.log_artifact(str(output_dir / "config.yaml"))
         logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=uri, run_id=run_id)
         history = EpochHistory()
@@ -109,11 +112,16 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
         resume = cfg.train.get("resume")
         if resume == "last":
             resume = str(ckpt_dir / "last.ckpt")
+        started = time.perf_counter()
         trainer.fit(task, datamodule=dm, ckpt_path=resume)
+        fit_s = time.perf_counter() - started
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         info["best_ckpt"] = best or None
         info["last_ckpt"] = str(ckpt_dir / "last.ckpt") if (ckpt_dir / "last.ckpt").exists() else None
         info["epochs"] = trainer.current_epoch
+        # wall time of fit (training + validation) per epoch run in this process (a resumed run counts its own)
+        info["epoch_time_s"] = fit_s / max(1, len(history.rows))
+        mlflow.log_metric("time/epoch_s", info["epoch_time_s"])
         history.write_csv(output_dir / "history.csv")
         _log_run_artifacts(cfg, task, trainer, history, output_dir, info)
         if cfg.train.test and not cfg.trainer.get("fast_dev_run"):

@@ -1,4 +1,5 @@
-"""One LightningDataModule for the in-memory array datasets (digits, MNIST-1D).
+"""One LightningDataModule for the in-memory array datasets (digits, MNIST-1D, and the user's MNIST,
+Fashion-MNIST and CIFAR-10 once prepared).
 
 Splits come from the `prepare` stage (artifacts/splits/<dataset>/). Everything is small, so tensors are
 built once and kept in memory; batches are drawn with no worker processes and no per-batch copies.
@@ -17,12 +18,14 @@ from dlzoo.data.arrays import load_array
 from dlzoo.paths import SPLITS_FIX_HINT
 
 SPLITS = ("train", "val", "test")
-NUM_CLASSES = {"digits": 10, "mnist1d": 10}
+NUM_CLASSES = {"digits": 10, "mnist1d": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 
 
 def _normalise(name: str, x: np.ndarray) -> np.ndarray:
     if name == "digits":
         return x / 16.0  # raw intensities are 0..16
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0  # MNIST, Fashion-MNIST, CIFAR-10 pixels
     return x  # MNIST-1D signals are already centred, O(1)
 
 
@@ -30,14 +33,18 @@ class ArrayDataModule(pl.LightningDataModule):
     """Batches of ``(x, y)``; x is (N, C, H, W) for images and (N, 1, L) for 1-D signals."""
 
     def __init__(self, name: str, splits_dir: str | Path, batch_size: int = 64, num_workers: int = 0,
-                 image_size: int | None = None, seed: int = 0, standardize: bool = True, translate: float = 0.0):
+                 image_size: int | None = None, seed: int = 0, standardize: bool = True,
+                 augment: dict | None = None):
         super().__init__()
         if name not in NUM_CLASSES:
             raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(NUM_CLASSES)}")
         self.name, self.splits_dir = name, Path(splits_dir)
         self.batch_size, self.num_workers, self.image_size, self.seed = batch_size, num_workers, image_size, seed
         self.num_classes = NUM_CLASSES[name]
-        self.standardize, self.translate = standardize, translate
+        self.standardize = standardize
+        from dlzoo.data.augment import Augment
+
+        self.augment = Augment.from_config(augment)  # training batches only
         self.datasets: dict[str, TensorDataset] = {}
         self.stats: tuple[float, float] = (0.0, 1.0)  # (mean, std) of the training inputs
 
@@ -45,7 +52,9 @@ class ArrayDataModule(pl.LightningDataModule):
         folder = self.splits_dir / self.name
         x = load_array(folder / f"x_{split}.npy", SPLITS_FIX_HINT)
         y = load_array(folder / f"y_{split}.npy", SPLITS_FIX_HINT)
-        xt = torch.from_numpy(_normalise(self.name, x).astype(np.float32)).unsqueeze(1)  # add channel dim
+        xt = torch.from_numpy(_normalise(self.name, x).astype(np.float32))
+        if xt.ndim in (2, 3):  # (N, L) signals, (N, H, W) grey images: add the channel dim
+            xt = xt.unsqueeze(1)
         if xt.ndim == 4 and self.image_size and xt.shape[-1] != self.image_size:
             xt = torch.nn.functional.interpolate(xt, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         return TensorDataset(xt.contiguous(), torch.from_numpy(y.astype(np.int64)))
@@ -54,6 +63,7 @@ class ArrayDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         self.datasets = {split: self._load(split) for split in SPLITS}
+        self.augment.check(self.name, tuple(self.datasets["train"].tensors[0].shape[1:]))
         if self.standardize:  # one scalar mean/std from the training split, applied to every split
             x = self.datasets["train"].tensors[0]
             self.stats = (float(x.mean()), float(x.std()))
@@ -61,12 +71,10 @@ class ArrayDataModule(pl.LightningDataModule):
                 ds.tensors = ((ds.tensors[0] - self.stats[0]) / self.stats[1], ds.tensors[1])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.translate and self.trainer is not None and self.trainer.training:
-            from dlzoo.data.augment import random_translate
-
+        if self.augment.active and self.trainer is not None and self.trainer.training:
             x, y = batch
             fill = (0.0 - self.stats[0]) / self.stats[1]  # where raw inputs are 0 (background), after scaling
-            batch = (random_translate(x - fill, self.translate) + fill, y)
+            batch = (self.augment(x - fill) + fill, y)
         return batch
 
     @property

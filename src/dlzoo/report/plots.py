@@ -79,3 +79,24 @@ def bar_chart(names: Sequence[str], values: Sequence[float], path: Path, xlabel:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def scatter(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], path: Path, xlabel: str, ylabel: str,
+            title: str = "", logx: bool = True) -> Path:
+    """Labelled points, e.g. test accuracy against FLOPs per architecture."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(list(xs), list(ys), color="tab:blue")
+    for x, y, label in zip(xs, ys, labels):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -9,3 +9,7 @@ from typing import Callable
 
 Section = Callable[[list[dict], Path], "str | None"]
 SECTIONS: list[Section] = []
+
+from dlzoo.report.sections.architectures import architectures  # noqa: E402
+
+SECTIONS.append(architectures)
