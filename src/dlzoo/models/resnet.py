@@ -6,7 +6,8 @@ Options from lecture 7 where they fit: ``groups`` makes the bottleneck's 3x3 a g
 dilation 2 (DeepLab; torchvision's ``replace_stride_with_dilation``), keeping its resolution.
 Departures for 8-32 px inputs (as in the paper's own CIFAR nets): a 3x3 stride-1 stem without the
 7x7/2 conv and max-pool; channels (64, 128, 256, 512) are multiplied by ``width``. The stride of a
-bottleneck sits on its 3x3 conv (torchvision's "ResNet V1.5"), not on the first 1x1.
+bottleneck sits on its 3x3 conv (torchvision's "ResNet V1.5"), not on the first 1x1; the last BatchNorm
+of each residual branch starts at zero (the plain nets keep the default init: they have no identity path).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))  # stage i: (B, c, H / 2^i, W / 2^i)
         self.stages = nn.Sequential(*stages)
         self.head = classifier_head(c, num_classes, dropout)
+        if shortcut:  # zero-init the last BN of every residual branch: each block starts as the identity
+            for m in self.stages.modules():  # (Goyal et al. 2017; torchvision's zero_init_residual=True)
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    nn.init.zeros_(m.body[-1][1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, H, W)
         return self.head(self.stages(self.stem(x)))  # (B, num_classes)
