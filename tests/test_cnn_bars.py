@@ -8,7 +8,7 @@ import pytest
 from conftest import FAST, compose
 
 CNN_EXPERIMENTS = ["digits_lenet5", "digits_alexnet", "digits_vgg16", "digits_googlenet", "digits_resnet18",
-                   "digits_plain18", "digits_resnet50", "digits_densenet", "digits_mobilenet_v1", "digits_mobilenet_v2"]
+                   "digits_plain18", "digits_resnet50", "digits_densenet", "digits_mobilenet_v1"]
 
 
 @pytest.mark.slow
