@@ -26,8 +26,16 @@ def splits_dir(tmp_path_factory) -> Path:
 
     if not (ROOT / "data" / "digits" / "x.npy").exists():
         pytest.fail("data/ is missing: run `make data` (make test does)")
+    from userdata import write_user_datasets
+
+    # the real embedded datasets plus small MNIST / Fashion-MNIST / CIFAR-10 files in their real formats
+    data = tmp_path_factory.mktemp("data")
+    for d in (ROOT / "data").iterdir():
+        if d.is_dir():
+            os.symlink(d, data / d.name)
+    write_user_datasets(data)
     out = tmp_path_factory.mktemp("splits")
-    prepare(ROOT / "data", out, seed=0, val_fraction=0.15, test_fraction=0.2)
+    prepare(data, out, seed=0, val_fraction=0.15, test_fraction=0.2)
     return out
 
 

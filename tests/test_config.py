@@ -54,7 +54,7 @@ def test_every_option_composes_validates_and_builds(group, option, project):
     if cfg.task == "seq2seq":  # (src, tgt) token ids -> (B, T, vocab) teacher-forced logits
         assert task(x, y[:, :-1]).shape == (*y[:, :-1].shape, dm.num_classes)
     else:
-        assert task(x).shape == (x.shape[0], dm.num_classes)
+        assert task.eval()(x).shape == (x.shape[0], dm.num_classes)  # eval: logits only (no GoogLeNet aux heads)
     assert task.configure_optimizers() is not None
     assert builders.build_callbacks(cfg, project / "ckpt")
 

@@ -8,31 +8,41 @@ import torch
 from dlzoo.errors import ConfigError
 from dlzoo.models import get_model, list_models
 
-# Input shape per model (without batch); models not listed take digits as-is (1x8x8).
-INPUTS = {"lenet5": (1, 32, 32), "cnn1d": (1, 40), "rnn": (1, 40), "lstm": (1, 40), "gru": (1, 40),
-          "transformer": (1, 40)}
+# Supported input shapes per model (without batch); 2-D CNNs not listed take every image size of the
+# issue: digits as-is (8x8), MNIST (28x28), 32x32 grey and RGB (CIFAR-10).
+IMAGES = [(1, 8, 8), (1, 28, 28), (1, 32, 32), (3, 32, 32)]
+SIGNAL = [(1, 40)]
+INPUTS = {"lenet5": [(1, 28, 28), (1, 32, 32), (3, 32, 32)], "cnn1d": SIGNAL, "mlp": [(1, 8, 8)],
+          "logreg": [(1, 8, 8)], "rnn": SIGNAL, "lstm": SIGNAL, "gru": SIGNAL, "transformer": SIGNAL,
+          "transformer_seq2seq": [(7,)], "lstm_seq2seq": [(7,)]}
 # Encoder-decoders take token ids (src, tgt_in) and return (B, T, vocab) logits.
 SEQ2SEQ = {"transformer_seq2seq", "lstm_seq2seq"}
+CASES = [(name, shape) for name in list_models() for shape in INPUTS.get(name, IMAGES)]
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_forward_backward_shapes(name):
+@pytest.mark.parametrize("name,shape", CASES, ids=[f"{n}-{'x'.join(map(str, s))}" for n, s in CASES])
+def test_forward_backward_shapes(name, shape):
     torch.manual_seed(0)
     if name in SEQ2SEQ:
-        net = get_model(name, input_shape=(7,), num_classes=10)
+        net = get_model(name, input_shape=shape, num_classes=10)
         src, tgt_in = torch.randint(3, 10, (4, 7)), torch.randint(3, 10, (4, 5))
         src[0, 4:] = 0  # a padded row
         out = net(src, tgt_in)
         assert out.shape == (4, 5, 10)
-    else:
-        shape = INPUTS.get(name, (1, 8, 8))
-        net = get_model(name, input_shape=shape, num_classes=10)
-        out = net(torch.randn(4, *shape))
-        assert out.shape == (4, 10)
-    out.sum().backward()
+        out.sum().backward()
+        return
+    net = get_model(name, input_shape=shape, num_classes=10)
+    x = torch.randn(2, *shape)
+    out = net(x)
+    outs = out if isinstance(out, tuple) else (out,)  # training mode: (logits, *aux_logits) for GoogLeNet
+    assert all(o.shape == (2, 10) for o in outs)
+    sum(o.sum() for o in outs).backward()
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+    net.eval()
+    with torch.no_grad():
+        assert net(x).shape == (2, 10)  # eval mode: the logits only
 
 
 def test_registry_lists_the_foundation_models():
@@ -65,6 +75,11 @@ def test_mlp_norm_and_dropconnect_options(norm, cls):
     assert sum(isinstance(m, DropConnectLinear) for m in net.modules()) == 2  # hidden layers, not the head
     with pytest.raises(ConfigError, match="choose one"):
         get_model("mlp", input_shape=(40,), num_classes=10, batchnorm=True, layernorm=True)
+
+
+def test_lenet5_pads_28x28_inputs_to_the_32x32_layout():
+    net = get_model("lenet5", input_shape=(1, 28, 28), num_classes=10)
+    assert net.features[0](torch.randn(2, 1, 28, 28)).shape == (2, 6, 28, 28)
 
 
 def test_mlp_activation_and_dropout_options():

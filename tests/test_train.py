@@ -33,6 +33,7 @@ def test_fast_dev_run(project):
     assert run.info.status == "FINISHED"
     # fast_dev_run swaps Lightning's loggers for a dummy: only what dlzoo logs itself is there
     assert run.data.metrics["model/num_params"] == info["num_params"] > 0
+    assert run.data.metrics["model/flops"] == info["flops"] > 0  # counted with torch.utils.flop_counter
     assert run.data.params["trainer.fast_dev_run"] == "True"
     assert "train/loss" not in run.data.metrics
 

@@ -40,7 +40,7 @@ def build_datamodule(cfg: DictConfig):
     return cls(cfg.data.name, project_root() / "artifacts" / "splits", batch_size=cfg.data.batch_size,
                            num_workers=cfg.data.num_workers, image_size=image_size, seed=cfg.seed,
                            standardize=cfg.data.get("standardize", True),
-                           translate=(reg.get("augment") or {}).get("translate", 0.0))
+                           augment=reg.get("augment"))
 
 
 def build_network(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int):
@@ -188,3 +188,20 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
 
 def count_parameters(net) -> int:
     return sum(p.numel() for p in net.parameters())
+
+
+def count_flops(net, input_shape: tuple[int, ...]) -> int:
+    """Floating-point operations of one inference forward pass on one sample (eval mode, so GoogLeNet's
+    auxiliary heads are left out), counted by torch.utils.flop_counter: 2 per multiply-add of convolutions
+    and matrix products; elementwise ops (activations, norms, pooling) are not counted."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, *input_shape))
+    finally:
+        net.train(was_training)
+    return int(counter.get_total_flops())

@@ -112,7 +112,8 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
     return {"name": cfg.get("name") or run_dir.name, "run_id": info["run_id"], "experiment": info["experiment"],
             "task": cfg.task, "model": cfg.model.name, "dataset": cfg.data.name,
-            "num_params": info.get("num_params"), "epochs": info.get("epochs"), **metrics, **extra}
+            "num_params": info.get("num_params"), "flops": info.get("flops"), "epoch_time_s": info.get("epoch_time_s"),
+            "epochs": info.get("epochs"), **metrics, **extra}
 
 
 def _seq2seq_outputs(task, dm, loader):

@@ -132,16 +132,50 @@ def _synth1d(arr, out: Path, seed: int, val_fraction: float, test_fraction: floa
     return _sizes(train=y_tr, val=y_va, test=y_te)
 
 
+# The user's own datasets (data/<name>/ in their standard formats): prepared when their folder exists.
+# name -> function(raw_folder) -> (x_train, y_train, x_test, y_test); the official test split is kept.
+UserReader = Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+USER_DATASETS: dict[str, UserReader] = {}
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _idx_dataset(folder: Path):
+    from dlzoo.data.formats import find, read_idx
+
+    x_tr, y_tr, x_te, y_te = (read_idx(find(folder, n)) for n in IDX_FILES)
+    return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)
+
+
+def _cifar10(folder: Path):
+    from dlzoo.data.formats import CIFAR10_TEST, CIFAR10_TRAIN, read_cifar10
+
+    if (folder / "cifar-10-batches-py").is_dir():  # the official archive, extracted as is
+        folder = folder / "cifar-10-batches-py"
+    return (*read_cifar10(folder, CIFAR10_TRAIN), *read_cifar10(folder, CIFAR10_TEST))
+
+
+USER_DATASETS.update(mnist=_idx_dataset, fashion_mnist=_idx_dataset, cifar10=_cifar10)
+
+
+def _prepare_user(name: str, folder: Path, out: Path, seed: int, val_fraction: float) -> dict:
+    x, y, x_te, y_te = USER_DATASETS[name](folder)
+    x_tr, x_va, y_tr, y_va = _split(x, y, val_fraction, seed)
+    save_arrays(out, x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, x_test=x_te, y_test=y_te)
+    return _sizes(train=y_tr, val=y_va, test=y_te)
+
+
 def prepare(data_dir: Path, out_dir: Path, seed: int, val_fraction: float, test_fraction: float,
             datasets: list[str] | None = None) -> dict:
-    """Write the splits of every registered dataset (or of ``datasets``) to ``out_dir/<name>/``."""
+    """Write the splits of every registered dataset (or of ``datasets``) to ``out_dir/<name>/``; the user's
+    datasets (USER_DATASETS) only where ``data_dir/<name>/`` exists, unless named in ``datasets``."""
     check_params({"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction})
 
     def arr(*parts):
         return load_array(data_dir.joinpath(*parts), DATA_FIX_HINT)
 
-    return {name: PREPARERS[name](arr, out_dir / name, seed, val_fraction, test_fraction)
-            for name in (datasets or PREPARERS)}
+    names = datasets or [*PREPARERS, *(n for n in USER_DATASETS if (data_dir / n).is_dir())]
+    return {name: PREPARERS[name](arr, out_dir / name, seed, val_fraction, test_fraction) if name in PREPARERS
+            else _prepare_user(name, data_dir / name, out_dir / name, seed, val_fraction) for name in names}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
     resume = resume_checkpoint(cfg.train.get("resume"), ckpt_dir, task)
     if cfg.train.get("compile"):
         net.compile()  # in place: state_dict keys stay as they are (no `_orig_mod.` prefix in checkpoints)
+    n_flops = builders.count_flops(net, dm.input_shape)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     run_file = output_dir / "mlflow_run.json"
@@ -104,7 +106,8 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
               reuse_run_id=previous.get("run_id") if previous.get("tracking_uri") == uri else None)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     info = {"run_id": job.run_id, "tracking_uri": uri, "experiment": cfg.logger.experiment_name,
-            "run_name": job.run_name, "output_dir": str(output_dir), "num_params": n_params}
+            "run_name": job.run_name, "output_dir": str(output_dir), "num_params": n_params,
+            "flops": n_flops}
     if rank0:
         run_file.write_text(json.dumps({"run_id": job.run_id, "tracking_uri": uri}))
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
@@ -114,7 +117,7 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
     try:
         if not previous:
             job.log_params({k: str(v)[:6000] for k, v in flatten(resolved).items()})
-        job.log_metric("model/num_params", n_params)
+        job.log_metrics({"model/num_params": n_params, "model/flops": n_flops})
         job.log_artifact(str(output_dir / "config.yaml"))
         logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=uri, run_id=job.run_id)
         history = EpochHistory()
@@ -122,7 +125,9 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
                              callbacks=[*builders.build_callbacks(cfg, ckpt_dir), history],
                              default_root_dir=str(output_dir))
         job.log_param("data.global_batch_size", cfg.data.batch_size * trainer.world_size)
+        started = time.perf_counter()
         trainer.fit(task, datamodule=dm, ckpt_path=resume, weights_only=True)
+        fit_s = time.perf_counter() - started
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         info["best_ckpt"] = best or None
         ckpt_cb = trainer.checkpoint_callback
@@ -130,6 +135,9 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
             info["best_score"] = {ckpt_cb.monitor: float(ckpt_cb.best_model_score)}
         info["last_ckpt"] = str(ckpt_dir / "last.ckpt") if (ckpt_dir / "last.ckpt").exists() else None
         info["epochs"] = trainer.current_epoch
+        # wall time of fit (training + validation) per epoch run in this process (a resumed run counts its own)
+        info["epoch_time_s"] = fit_s / max(1, len(history.rows))
+        job.log_metric("time/epoch_s", info["epoch_time_s"])
         if rank0:
             history.write_csv(output_dir / "history.csv")
             _log_run_artifacts(cfg, task, trainer, history, output_dir, info)

@@ -1,4 +1,5 @@
-"""One LightningDataModule for the in-memory array datasets (digits, MNIST-1D).
+"""One LightningDataModule for the in-memory array datasets (digits, MNIST-1D, and the user's MNIST,
+Fashion-MNIST and CIFAR-10 once prepared).
 
 Splits come from the `prepare` stage (artifacts/splits/<dataset>/). Everything is small, so tensors are
 built once and kept in memory; batches are drawn with no worker processes and no per-batch copies.
@@ -17,12 +18,14 @@ from dlzoo.data.arrays import load_array
 from dlzoo.paths import SPLITS_FIX_HINT
 
 SPLITS = ("train", "val", "test")
-NUM_CLASSES = {"digits": 10, "mnist1d": 10, "mnist1d_shuffled": 10}
+NUM_CLASSES = {"digits": 10, "mnist1d": 10, "mnist1d_shuffled": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 
 
 def _normalise(name: str, x: np.ndarray) -> np.ndarray:
     if name == "digits":
         return x / 16.0  # raw intensities are 0..16
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0  # MNIST, Fashion-MNIST, CIFAR-10 pixels
     return x  # MNIST-1D signals are already centred, O(1)
 
 
@@ -32,14 +35,18 @@ class ArrayDataModule(pl.LightningDataModule):
     OUTPUTS = NUM_CLASSES  # dataset -> number of network outputs (subclasses for other tasks replace it)
 
     def __init__(self, name: str, splits_dir: str | Path, batch_size: int = 64, num_workers: int = 0,
-                 image_size: int | None = None, seed: int = 0, standardize: bool = True, translate: float = 0.0):
+                 image_size: int | None = None, seed: int = 0, standardize: bool = True,
+                 augment: dict | None = None):
         super().__init__()
         if name not in self.OUTPUTS:
             raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(self.OUTPUTS)}")
         self.name, self.splits_dir = name, Path(splits_dir)
         self.batch_size, self.num_workers, self.image_size, self.seed = batch_size, num_workers, image_size, seed
         self.num_classes = self.OUTPUTS[name]
-        self.standardize, self.translate = standardize, translate
+        self.standardize = standardize
+        from dlzoo.data.augment import Augment
+
+        self.augment = Augment.from_config(augment)  # training batches only
         self.datasets: dict[str, TensorDataset] = {}
         self.stats: tuple[float, float] = (0.0, 1.0)  # (mean, std) of the training inputs
         # positions of a shuffled dataset (mnist1d_shuffled): x_stored = x_signal[..., permutation]
@@ -50,7 +57,9 @@ class ArrayDataModule(pl.LightningDataModule):
         folder = self.splits_dir / self.name
         x = load_array(folder / f"x_{split}.npy", SPLITS_FIX_HINT)
         y = load_array(folder / f"y_{split}.npy", SPLITS_FIX_HINT)
-        xt = torch.from_numpy(_normalise(self.name, x).astype(np.float32)).unsqueeze(1)  # add channel dim
+        xt = torch.from_numpy(_normalise(self.name, x).astype(np.float32))
+        if xt.ndim in (2, 3):  # (N, L) signals, (N, H, W) grey images: add the channel dim
+            xt = xt.unsqueeze(1)
         if xt.ndim == 4 and self.image_size and xt.shape[-1] != self.image_size:
             xt = torch.nn.functional.interpolate(xt, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         return TensorDataset(xt.contiguous(), torch.from_numpy(y.astype(np.int64)))
@@ -59,6 +68,7 @@ class ArrayDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         self.datasets = {split: self._load(split) for split in SPLITS}
+        self.augment.check(self.name, tuple(self.datasets["train"].tensors[0].shape[1:]))
         if self.standardize:  # one scalar mean/std from the training split, applied to every split
             x = self.datasets["train"].tensors[0]
             self.stats = (float(x.mean()), float(x.std()))
@@ -66,16 +76,14 @@ class ArrayDataModule(pl.LightningDataModule):
                 ds.tensors = ((ds.tensors[0] - self.stats[0]) / self.stats[1], ds.tensors[1])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.translate and self.trainer is not None and self.trainer.training:
-            from dlzoo.data.augment import random_translate
-
+        if self.augment.active and self.trainer is not None and self.trainer.training:
             x, y = batch
             fill = (0.0 - self.stats[0]) / self.stats[1]  # where raw inputs are 0 (background), after scaling
             if self.permutation is None:
-                batch = (random_translate(x - fill, self.translate) + fill, y)
-            else:  # translate the signal, not its storage order: un-shuffle, shift, shuffle again
+                batch = (self.augment(x - fill) + fill, y)
+            else:  # augment the signal, not its storage order: un-shuffle, augment, shuffle again
                 inverse = torch.argsort(self.permutation)
-                batch = (random_translate(x[..., inverse] - fill, self.translate)[..., self.permutation] + fill, y)
+                batch = (self.augment(x[..., inverse] - fill)[..., self.permutation] + fill, y)
         return batch
 
     @property

@@ -77,3 +77,20 @@ def bar_chart(names: Sequence[str], values: Sequence[float], path: Path, xlabel:
     ax.invert_yaxis()
     ax.set_title(title)
     return save(fig, path)
+
+
+def scatter(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], path: Path, xlabel: str, ylabel: str,
+            title: str = "", logx: bool = True) -> Path:
+    """Labelled points, e.g. test accuracy against FLOPs per architecture."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(list(xs), list(ys), color="tab:blue")
+    for x, y, label in zip(xs, ys, labels):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return save(fig, path)

@@ -21,3 +21,7 @@ SECTIONS.append(sequences.section)
 from dlzoo.report.sections import comparisons, regression  # noqa: E402
 
 SECTIONS += [regression.linear_vs_closed_form, comparisons.optimizers, comparisons.regularization]
+
+from dlzoo.report.sections.architectures import architectures  # noqa: E402
+
+SECTIONS.append(architectures)
