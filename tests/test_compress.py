@@ -177,6 +177,7 @@ def test_compress_records_nested_runs_and_metrics(project):
                                                            "student.model=mlp", "~student.overrides",
                                                            "measure.repeats=2", "measure.warmup=1"])
     by = {r["name"].split("/")[-1]: r for r in rows}
+    by["src"] = by.pop(cfg.name)  # the source row carries its experiment's name
     assert set(by) == {"src", "quantize_dynamic", "prune_global", "distill-distilled", "distill-scratch"}
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     source = client.get_run(src["run_id"])
