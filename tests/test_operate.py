@@ -142,7 +142,7 @@ def test_unreachable_server_fails_before_training(project):
 def test_sigterm_marks_killed_and_resume_continues_the_same_run(project):
     out = project / "out" / "term"
     proc = subprocess.Popen([PY, "-m", "dlzoo.train", "experiment=mnist1d_cnn1d", "trainer.max_epochs=500",
-                             "callbacks.early_stopping.patience=500", f"output_dir={out}", *FAST],
+                             f"output_dir={out}", *FAST],
                             cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120

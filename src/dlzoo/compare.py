@@ -71,7 +71,7 @@ def compare(name: str, out_root: Path) -> dict:
             overrides = [*base, *overrides]
             out = out_root / variant
             t0 = time.perf_counter()
-            info = run(compose(overrides), out, overrides, {"mlflow.parentRunId": pid, "dlzoo.variant": variant})
+            info = run(compose(overrides), out, overrides, extra_tags={"mlflow.parentRunId": pid, "dlzoo.variant": variant})
             seconds = time.perf_counter() - t0
             _, _, dm, task = load_task(out, info["last_ckpt"])
             metrics = {**test_split(task, dm, "train"), **test_split(task, dm, "val")}

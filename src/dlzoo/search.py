@@ -114,7 +114,7 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
             tags = {"mlflow.parentRunId": pid, "dlzoo.trial": str(trial.number)}
             try:
                 trial_cfg = _compose([*base, *trial_overrides])
-                info = run(trial_cfg, output_dir / f"trial_{trial.number:03d}", [*base, *trial_overrides], tags)
+                info = run(trial_cfg, output_dir / f"trial_{trial.number:03d}", [*base, *trial_overrides], extra_tags=tags)
                 value = (info.get("best_score") or {}).get(monitor)
                 if value is None:
                     raise RuntimeError(f"the trial logged no {monitor}")

@@ -29,6 +29,10 @@ DYNAMIC_LAYERS = {"Linear": nn.Linear, "LSTM": nn.LSTM, "GRU": nn.GRU}
 
 
 def _engine(backend: str) -> None:
+    # Quantized CPU kernels (e.g. quantized_resize_cpu_) have no deterministic variant: after a Lightning
+    # Trainer(deterministic=True) in the same process they would raise. Keep determinism, warn instead.
+    if torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(True, warn_only=True)
     if backend not in torch.backends.quantized.supported_engines:
         raise ConfigError(f"compress.backend={backend!r}: this torch supports "
                           f"{torch.backends.quantized.supported_engines}")
