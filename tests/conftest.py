@@ -67,3 +67,19 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = N
     e = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     e.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run([PY, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def train_until_checkpoint(project: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    """Start a long training job in a subprocess and return once its first ``last.ckpt`` exists."""
+    import time
+
+    proc = subprocess.Popen([PY, "-m", "dlzoo.train", "experiment=mnist1d_cnn1d", "trainer.max_epochs=500",
+                             f"output_dir={out}", *FAST],
+                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert last.exists(), proc.stdout.read() if proc.poll() is not None else "no checkpoint in time"
+    time.sleep(1.0)
+    return proc, last

@@ -16,7 +16,7 @@ import mlflow
 import pytest
 import requests
 
-from conftest import FAST, PY, compose, run_cli
+from conftest import FAST, compose, run_cli, train_until_checkpoint
 
 
 def _client(project: Path) -> mlflow.MlflowClient:
@@ -141,15 +141,7 @@ def test_unreachable_server_fails_before_training(project):
 
 def test_sigterm_marks_killed_and_resume_continues_the_same_run(project):
     out = project / "out" / "term"
-    proc = subprocess.Popen([PY, "-m", "dlzoo.train", "experiment=mnist1d_cnn1d", "trainer.max_epochs=500",
-                             f"output_dir={out}", *FAST],
-                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    last = out / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-    assert last.exists(), "no checkpoint in time"
-    time.sleep(1.0)
+    proc, last = train_until_checkpoint(project, out)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
-import subprocess
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from conftest import FAST, PY, compose, run_cli
+from conftest import FAST, compose, run_cli, train_until_checkpoint
 
 
 def _train(project: Path, overrides: list[str], name: str = "run") -> dict:
@@ -101,15 +98,7 @@ def test_failed_run_is_marked_failed_and_keeps_checkpoint(project):
 
 def test_interrupted_run_is_marked_killed_and_resumes(project):
     out = project / "out" / "killed"
-    proc = subprocess.Popen([PY, "-m", "dlzoo.train", "experiment=mnist1d_cnn1d", "trainer.max_epochs=500",
-                             f"output_dir={out}", *FAST],
-                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    last = out / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-    assert last.exists(), proc.stdout.read() if proc.poll() is not None else "no checkpoint in time"
-    time.sleep(1.0)
+    proc, last = train_until_checkpoint(project, out)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
