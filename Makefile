@@ -10,15 +10,18 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 # `mlflow ui/server` would start GenAI job workers (7 processes) that dlzoo never uses.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
+export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup data run repro report test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup data run repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
 	@echo "make test       set up and run the test suite (not the slow tests)"
 	@echo "make test-slow  the slow tests (accuracy bars of the real pipeline configs)"
+	@echo "make bench      benchmarks: throughput vs a raw PyTorch loop, start-up, latency/memory (benchmarks/results/)"
+	@echo "make bench-pipeline  wall time of a fresh make run and of a no-op dvc repro"
 	@echo "make ui         MLflow UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "make mlflow-server  a shared MLflow tracking server on http://127.0.0.1:$(SERVER_PORT)"
 	@echo "make data       materialise data/ and check it against data.dvc"
@@ -50,13 +53,33 @@ report:
 run: repro
 	@python -m dlzoo.report --print-only
 
-test: data
+# The browser test (tests/test_pipeline.py) looks at the report and the MLflow UI through headless Chromium,
+# Debian's `chromium` package; installed here where apt-get runs as root, else that one test is skipped.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser test"; \
+		{ apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }; } \
+		|| echo "warning: could not install chromium; the browser test will be skipped"; \
+	else echo "note: no chromium (install Debian's chromium package); the browser test will be skipped"; fi
+
+test: data browser
 	python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: data
 	python -m pytest -m slow $(PYTEST_ARGS)
 
-test-all: data
+# Benchmarks (issue 12): figures go to benchmarks/results/*.json; see benchmarks/README.md. Not timed tests.
+bench: data
+	python benchmarks/throughput.py
+	python benchmarks/startup.py
+	python benchmarks/models.py
+
+bench-pipeline: setup
+	python benchmarks/pipeline.py
+
+test-all: data browser
 	python -m pytest $(PYTEST_ARGS)
 
 ui: setup

@@ -83,3 +83,33 @@ def train_until_checkpoint(project: Path, out: Path) -> tuple[subprocess.Popen, 
     assert last.exists(), proc.stdout.read() if proc.poll() is not None else "no checkpoint in time"
     time.sleep(1.0)
     return proc, last
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow(command: str, store_args: list[str], timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
+    """Start a real ``mlflow server`` / ``mlflow ui`` on a free loopback port and wait for its /health."""
+    import time
+
+    import requests
+
+    port = free_port()
+    proc = subprocess.Popen([PY, "-m", "mlflow", command, "--host", "127.0.0.1", "--port", str(port), *store_args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except requests.RequestException:
+            time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"mlflow {command} did not answer on {url}/health within {timeout_s:.0f} s")

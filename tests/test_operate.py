@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import mlflow
 import pytest
 import requests
 
-from conftest import FAST, compose, run_cli, train_until_checkpoint
+from conftest import FAST, compose, free_port, run_cli, start_mlflow, train_until_checkpoint
 
 
 def _client(project: Path) -> mlflow.MlflowClient:
@@ -25,12 +24,6 @@ def _client(project: Path) -> mlflow.MlflowClient:
 
 def _all_runs(client: mlflow.MlflowClient) -> list:
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ddp_cpu_one_run_synced_metrics_no_duplicates(project):
@@ -92,23 +85,8 @@ def test_submitit_local_executor_runs_a_trial(project):
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                             "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start")
+    proc, url = start_mlflow("server", ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                                        "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"])
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -129,7 +107,7 @@ def test_training_against_a_real_tracking_server(project, mlflow_server):
 
 
 def test_unreachable_server_fails_before_training(project):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     t0 = time.time()
     r = run_cli(["-m", "dlzoo.train", "experiment=digits_mlp", f"logger.tracking_uri=http://127.0.0.1:{port}",
                  "output_dir=out/x"], cwd=project, timeout=120)

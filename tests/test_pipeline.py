@@ -102,6 +102,132 @@ def test_repro_trains_evaluates_and_reports(repo):
         assert stage in dag
 
 
+def test_report_tables_match_the_mlflow_store(repo):
+    """The report's leaderboard (JSON, Markdown and the HTML page) states what the MLflow runs hold."""
+    import html.parser
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    groups = json.loads((repo / "reports/leaderboard.json").read_text())
+    rows = [r for rs in groups.values() for r in rs]
+    assert {r["name"] for r in rows} == {"digits_mlp", "mnist1d_cnn1d", "main"}
+    for r in rows:
+        run = client.get_run(r["run_id"])
+        m, p = run.data.metrics, run.data.params
+        assert r["test/acc"] == pytest.approx(m["test/acc"]) and r["flops"] == int(m["model/flops"])
+        assert r["train_time_s"] == pytest.approx(m["time/epoch_s"] * r["epochs"], abs=0.1)
+        assert p["optimizer._target_"].rsplit(".", 1)[-1] in r["config"] and f"lr={p['optimizer.lr']}" in r["config"]
+        history = sorted(client.get_metric_history(r["run_id"], "val/acc"), key=lambda x: x.step)
+        assert [v for _, v in r["curve"]] == pytest.approx([h.value for h in history if h.step > 0])
+        assert len(r["curve"]) == r["epochs"]
+
+    class Cells(html.parser.HTMLParser):  # the leaderboard rows of index.html, cell by cell
+        def __init__(self):
+            super().__init__()
+            self.rows, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None:
+                self.rows[-1].append(self.cell.strip())
+                self.cell = None
+
+    page = Cells()
+    page.feed((repo / "reports/index.html").read_text())
+    header = next(row for row in page.rows if row[:2] == ["name", "model"])
+    table = {row[header.index("run_id")]: dict(zip(header, row)) for row in page.rows
+             if len(row) == len(header) and row != header}
+    for r in rows:
+        cells = table[r["run_id"]]
+        assert cells["test/acc"] == f"{client.get_run(r['run_id']).data.metrics['test/acc']:.4f}"
+        assert cells["name"] == r["name"] and cells["flops"] == f"{r['flops']:,}"
+    for png in ("curves_digits.png", "curves_mnist1d.png", "accuracy_vs_params.png"):
+        assert (repo / "reports" / png).stat().st_size > 5000, png
+
+
+def test_models_registered_evaluated_and_predicted_by_uri(repo):
+    """Evaluation registered each model as <dataset>-<model> with @best; `evaluate` and `predict` take the
+    registry URI and give the figures and labels of the pipeline's own evaluation."""
+    import mlflow
+    import numpy as np
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    metrics = json.loads((repo / "metrics/digits_mlp.json").read_text())
+    best = client.get_model_version_by_alias("digits-mlp", "best")
+    assert best.run_id == metrics["run_id"] and metrics["registered"].startswith("digits-mlp/")
+    env_py = [sys.executable, "-m"]
+    out = sh([*env_py, "dlzoo.evaluate", "models:/digits-mlp@best", "--no-register"], repo).stdout
+    again = json.loads(out[out.index("{"):])
+    assert again["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert len(client.search_model_versions("name='digits-mlp'")) == 1  # --no-register: no new version
+    x = np.load(repo / "artifacts/splits/digits/x_test.npy")[:25]
+    np.save(repo / "samples.npy", x)
+    sh([*env_py, "dlzoo.predict", "models:/digits-mlp/latest", "samples.npy", "--out", "pred.csv"], repo)
+    import csv
+
+    predicted = [int(r["label"]) for r in csv.DictReader((repo / "pred.csv").open())]
+    pipeline = [int(r["predicted"]) for r in csv.DictReader((repo / "artifacts/eval/digits_mlp/predictions.csv").open())]
+    assert predicted == pipeline[:25]
+    r = subprocess.run([sys.executable, "-m", "dlzoo.predict", "models:/digits-nope@best", "samples.npy"], cwd=repo,
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "digits-mlp" in r.stderr  # the error lists the registered models
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium: `make test` installs Debian's chromium as root")
+def test_browser_shows_the_report_and_the_runs_in_the_mlflow_ui(repo, tmp_path):
+    """As a person would look: headless Chromium opens reports/index.html and the MLflow UI on loopback."""
+    from conftest import start_mlflow
+
+    def chromium(url: str, *args: str) -> str:
+        r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
+                            "--virtual-time-budget=30000", *args, url], capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout
+
+    from PIL import Image
+
+    def nonblank(png: Path) -> bool:
+        lo, hi = Image.open(png).convert("L").getextrema()
+        return png.stat().st_size > 10_000 and hi - lo > 100
+
+    metrics = {p.stem: json.loads(p.read_text()) for p in (repo / "metrics").glob("*.json")}
+    report = (repo / "reports/index.html").as_uri()
+    dom = chromium(report, "--dump-dom")
+    assert all(m["run_id"] in dom for m in metrics.values())
+    chromium(report, f"--screenshot={tmp_path / 'report.png'}")
+    assert nonblank(tmp_path / "report.png")
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    proc, url = start_mlflow("ui", ["--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}"])
+    try:
+        exp = client.get_experiment_by_name(metrics["digits_mlp"]["experiment"])
+        runs_page = f"{url}/#/experiments/{exp.experiment_id}/runs"
+        dom = chromium(runs_page, "--dump-dom")
+        for m in metrics.values():
+            if m["experiment"] == exp.name:
+                assert client.get_run(m["run_id"]).info.run_name in dom
+        chromium(runs_page, f"--screenshot={tmp_path / 'ui.png'}")
+        assert nonblank(tmp_path / "ui.png")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_second_repro_is_a_noop(repo):
     r = sh(["dvc", "repro"], repo)
     assert "Data and pipelines are up to date" in r.stdout

@@ -5,10 +5,13 @@ The best checkpoint is tested on the chosen split; the metrics go to the run's M
 (``test/*`` for the test split), to a metrics JSON for ``dvc metrics show``, and the predictions to
 ``artifacts/eval/<run>/predictions.csv`` for ``dvc plots show`` (a confusion matrix; actual vs predicted values
 for regression, where a linear model is also compared with the closed-form least-squares fit); the
-confusion-matrix plot goes to MLflow.
+confusion-matrix plot goes to MLflow. A test-split evaluation registers the model in the MLflow Model
+Registry as ``<dataset>-<model>`` and moves its ``@best`` alias when the score is the best so far.
+RUN_DIR may also be a registered model, ``models:/<name>@best`` (or ``/latest``, ``/<version>``).
 
     python -m dlzoo.evaluate artifacts/runs/digits_lenet5 --metrics metrics/digits_lenet5.json
     python -m dlzoo.evaluate outputs/2026-11-22/18-00-00 --split val
+    python -m dlzoo.evaluate models:/digits-lenet5@best --split val
 """
 
 from __future__ import annotations
@@ -31,10 +34,34 @@ def load_run(run_dir: Path) -> dict:
     return json.loads(info_path.read_text())
 
 
-def load_task(run_dir: Path, ckpt: str | None = None):
-    """(run_info, config, datamodule set up, task with the checkpoint's weights in eval mode) of a trained run."""
+def load_source(source: str | Path) -> tuple[dict, "DictConfig", Path | None]:
+    """(run_info, training config, run folder or None) of a training run folder or a registered
+    ``models:/<name>@best`` / ``models:/<name>/<version>`` (whose source run's config comes from MLflow)."""
     from omegaconf import OmegaConf
 
+    if not str(source).startswith("models:/"):
+        run_dir = Path(source)
+        return load_run(run_dir), OmegaConf.load(run_dir / "config.yaml"), run_dir
+    import mlflow
+
+    from dlzoo.tracking.mlflow_utils import tracking_uri
+    from dlzoo.tracking.registry import resolve
+
+    uri = tracking_uri()
+    client = mlflow.MlflowClient(uri)
+    ref = resolve(client, str(source))
+    run = client.get_run(ref.run_id)
+    config = mlflow.artifacts.download_artifacts(run_id=ref.run_id, artifact_path="config.yaml", tracking_uri=uri)
+    info = {"run_id": ref.run_id, "tracking_uri": uri, "experiment": client.get_experiment(run.info.experiment_id).name,
+            "run_name": run.info.run_name, "model_uri": ref.uri, "registered": f"{ref.name}/{ref.version}",
+            "num_params": int(run.data.metrics.get("model/num_params", 0)) or None,
+            "flops": int(run.data.metrics.get("model/flops", 0)) or None}
+    return info, OmegaConf.load(config), None
+
+
+def load_task(source: str | Path, ckpt: str | None = None):
+    """(run_info, config, datamodule set up, task with the trained weights in eval mode) of a training run
+    folder (its best checkpoint, or ``ckpt``) or of a registered model (``models:/...``)."""
     from dlzoo.train import quiet
 
     quiet()
@@ -43,17 +70,23 @@ def load_task(run_dir: Path, ckpt: str | None = None):
 
     from dlzoo import builders
 
-    info = load_run(run_dir)
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    ckpt = ckpt or info.get("best_ckpt") or info.get("last_ckpt")
-    if not ckpt or not Path(ckpt).exists():
-        raise DataError(f"checkpoint {ckpt!r} of {run_dir} not found: re-train with `dvc repro` or pass --ckpt")
+    info, cfg, run_dir = load_source(source)
     pl.seed_everything(cfg.seed, verbose=False)
     dm = builders.build_datamodule(cfg)
     dm.setup()
     net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
     task = builders.build_task(cfg, net, dm.num_classes)
-    task.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+    if run_dir is None:  # a registered model: its weights come from the registry
+        import mlflow.pytorch
+
+        # The logged model is a torch.export program (MLflow 3's default): a graph that cannot switch to
+        # train/eval mode, so its weights go into a freshly built network (same names, strictly matched).
+        net.load_state_dict(mlflow.pytorch.load_model(info["model_uri"], map_location="cpu").state_dict())
+    else:
+        ckpt = ckpt or info.get("best_ckpt") or info.get("last_ckpt")
+        if not ckpt or not Path(ckpt).exists():
+            raise DataError(f"checkpoint {ckpt!r} of {run_dir} not found: re-train with `dvc repro` or pass --ckpt")
+        task.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
     task.eval()
     return info, cfg, dm, task
 
@@ -76,7 +109,8 @@ def test_split(task, dm, split: str) -> dict[str, float]:
     return {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
 
 
-def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None = None) -> dict:
+def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str | None = None,
+             register: bool = True) -> dict:
     import mlflow
     import numpy as np
     import torch
@@ -110,10 +144,19 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
         if split == "test" and getattr(task, "test_confusion", None) is not None:  # classification
             log_confusion_matrix(task.test_confusion, out_dir, cfg.data.name)
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
-    return {"name": cfg.get("name") or run_dir.name, "run_id": info["run_id"], "experiment": info["experiment"],
+    registered = info.get("registered")
+    score_key = next((k for k in ("test/acc", "test/r2") if k in metrics), None)
+    if register and split == "test" and info.get("model_uri") and not registered and score_key:
+        from dlzoo.tracking.registry import register as register_version, registered_name
+
+        name = registered_name(cfg.data.name, cfg.model.name)
+        version, best = register_version(mlflow.MlflowClient(info["tracking_uri"]), name, info["model_uri"],
+                                         info["run_id"], score_key, metrics[score_key])
+        registered = f"{name}/{version}" + (" @best" if best else "")
+    return {"name": cfg.get("name") or Path(str(run_dir)).name, "run_id": info["run_id"], "experiment": info["experiment"],
             "task": cfg.task, "model": cfg.model.name, "dataset": cfg.data.name,
             "num_params": info.get("num_params"), "flops": info.get("flops"), "epoch_time_s": info.get("epoch_time_s"),
-            "epochs": info.get("epochs"), **metrics, **extra}
+            "epochs": info.get("epochs"), "registered": registered, **metrics, **extra}
 
 
 def _seq2seq_outputs(task, dm, loader):
@@ -151,16 +194,21 @@ def _seq2seq_outputs(task, dm, loader):
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run_dir", type=Path, help="a training output folder (holds run_info.json)")
+    ap.add_argument("run_dir", help="a training output folder (holds run_info.json), or a registered model: "
+                    "models:/<dataset>-<model>@best, models:/<name>/latest, models:/<name>/<version>")
     ap.add_argument("--split", choices=["train", "val", "test"], default="test")
     ap.add_argument("--ckpt", default=None, help="checkpoint to evaluate (default: the run's best)")
     ap.add_argument("--metrics", type=Path, default=None, help="write the metrics JSON here")
+    ap.add_argument("--no-register", dest="register", action="store_false",
+                    help="do not register the model in the MLflow Model Registry (default: register test results)")
     ap.add_argument("--out-dir", type=Path, default=None,
                     help="folder for predictions.csv and plots (default: artifacts/eval/<run folder name>)")
     args = ap.parse_args(argv)
     try:
-        out_dir = args.out_dir or project_root() / "artifacts" / "eval" / args.run_dir.name
-        summary = evaluate(args.run_dir, out_dir, args.split, args.ckpt)
+        name = (args.run_dir[len("models:/"):].replace("/", "-").replace("@", "-")
+                if args.run_dir.startswith("models:/") else Path(args.run_dir).name)
+        out_dir = args.out_dir or project_root() / "artifacts" / "eval" / name
+        summary = evaluate(args.run_dir, out_dir, args.split, args.ckpt, args.register)
     except DlzooError as exc:
         sys.exit(f"error: {exc}")
     text = json.dumps(summary, indent=2)

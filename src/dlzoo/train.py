@@ -119,7 +119,10 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
             job.log_params({k: str(v)[:6000] for k, v in flatten(resolved).items()})
         job.log_metrics({"model/num_params": n_params, "model/flops": n_flops})
         job.log_artifact(str(output_dir / "config.yaml"))
-        logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=uri, run_id=job.run_id)
+        # synchronous=False: metrics are queued and written by MLflow's background thread, so a training step
+        # never waits on the store (flushed before the run ends, below)
+        logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=uri, run_id=job.run_id,
+                              synchronous=False)
         history = EpochHistory()
         trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger,
                              callbacks=[*builders.build_callbacks(cfg, ckpt_dir), history],
@@ -159,6 +162,7 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
         status = mu.end_status(error, interrupted)
         if error is not None:
             job.set_tag("dlzoo.error", f"{type(error).__name__}: {error}"[:5000])
+        job.flush()
         job.end(status)
         info["status"] = status
         if error is not None and rank0:
@@ -212,8 +216,9 @@ def _log_run_artifacts(cfg, task, trainer, history, output_dir: Path, info: dict
             task.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
         net = task.net.cpu().eval()
         example = trainer.datamodule.datasets["val"].tensors[0][:2].numpy()
-        mlflow.pytorch.log_model(net, name="model", input_example=example,
-                                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        logged = mlflow.pytorch.log_model(net, name="model", input_example=example,
+                                          pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        info["model_uri"] = logged.model_uri  # registered by the evaluate stage (dlzoo.tracking.registry)
 
 
 def log_confusion_matrix(cm, output_dir: Path, dataset: str) -> Path:

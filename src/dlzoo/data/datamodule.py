@@ -57,12 +57,22 @@ class ArrayDataModule(pl.LightningDataModule):
         folder = self.splits_dir / self.name
         x = load_array(folder / f"x_{split}.npy", SPLITS_FIX_HINT)
         y = load_array(folder / f"y_{split}.npy", SPLITS_FIX_HINT)
+        return TensorDataset(self._tensor(x), torch.from_numpy(y.astype(np.int64)))
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        """Raw samples as stored in the splits -> scaled float tensor (N, C, ...) at the configured size."""
         xt = torch.from_numpy(_normalise(self.name, x).astype(np.float32))
         if xt.ndim in (2, 3):  # (N, L) signals, (N, H, W) grey images: add the channel dim
             xt = xt.unsqueeze(1)
         if xt.ndim == 4 and self.image_size and xt.shape[-1] != self.image_size:
             xt = torch.nn.functional.interpolate(xt, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
-        return TensorDataset(xt.contiguous(), torch.from_numpy(y.astype(np.int64)))
+        return xt.contiguous()
+
+    def prepare_inputs(self, x: np.ndarray) -> torch.Tensor:
+        """New raw samples (N, *raw sample shape), as the splits store them, -> network inputs: the same
+        scaling, resizing and standardisation (training statistics) as the splits get. Call after setup()."""
+        xt = self._tensor(x)
+        return (xt - self.stats[0]) / self.stats[1] if self.standardize else xt
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -1,7 +1,11 @@
-"""Build the report from the evaluated experiments: ``python -m dlzoo.report``.
+"""Build the report from the evaluated experiments and the MLflow store: ``python -m dlzoo.report``.
 
-Writes ``reports/README.md`` (leaderboard per dataset), ``reports/leaderboard.json`` and
-``reports/accuracy.png``, and prints the leaderboard. Imports neither Lightning nor torch.
+Writes ``reports/index.html`` (open it in a browser, no server needed) and ``reports/README.md`` with the
+same content: a leaderboard per dataset (model, key config, test metrics, parameters, FLOPs, training time,
+MLflow run id), validation curves overlaid per dataset, accuracy vs parameters, and the sections of every
+model family (compression Pareto fronts, sequences, comparisons, ...); plus ``reports/leaderboard.json``
+and the PNG plots. ``--print-only`` prints the leaderboard and writes nothing. Imports neither Lightning
+nor torch.
 """
 
 from __future__ import annotations
@@ -12,32 +16,77 @@ import sys
 from pathlib import Path
 
 from dlzoo.paths import project_root
-from dlzoo.report.leaderboard import by_dataset, console_table, load_rows, markdown
+from dlzoo.report.leaderboard import by_dataset, console_table, load_rows, markdown, score_key
 
 UI_HINT = "make ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000)"
+TITLE = "dlzoo report"
 
 
-def build(metrics_dir: Path, out: Path) -> dict[str, list[dict]]:
-    from dlzoo.report.plots import bar_chart
+def _plots(groups: dict[str, list[dict]], out: Path) -> list[str]:
+    """Overlaid validation curves per dataset and accuracy vs parameters; Markdown image lines."""
+    from dlzoo.report.plots import bar_chart, overlay, scatter
+
+    lines = []
+    for dataset, rows in groups.items():
+        curves = {r["name"]: r["curve"] for r in rows if r.get("curve")}
+        if curves:
+            metric = next(r["curve_metric"] for r in rows if r.get("curve"))
+            path = overlay(curves, out / f"curves_{dataset}.png", ylabel=metric,
+                           title=f"{dataset}: {metric} per epoch (from MLflow)")
+            lines.append(f"![{dataset} learning curves]({path.name})")
+    # classification rows only: a regression row has no accuracy (its R^2 is in the leaderboard table)
+    acc_rows = [(d, r) for d, rs in groups.items() for r in rs if "test/acc" in r]
+    if acc_rows:
+        names = [f"{r['name']} ({d})" for d, r in acc_rows]
+        accs = [float(r["test/acc"]) for _, r in acc_rows]
+        bar_chart(names, accs, out / "accuracy.png", xlabel="test accuracy", title="dlzoo leaderboard")
+        lines.append("![accuracy](accuracy.png)")
+        sized = [(n, r["num_params"], a) for n, (_, r), a in zip(names, acc_rows, accs) if r.get("num_params")]
+        if sized:
+            scatter([p for _, p, _ in sized], [a for _, _, a in sized], [n for n, _, _ in sized],
+                    out / "accuracy_vs_params.png", xlabel="parameters (log scale)", ylabel="test accuracy",
+                    title="test accuracy vs parameters")
+            lines.append("![accuracy vs parameters](accuracy_vs_params.png)")
+    return lines
+
+
+def to_html(markdown_text: str, title: str = TITLE) -> str:
+    """The report's Markdown as a standalone HTML page (tables and images; markdown-it-py, which rich already
+    brings, renders it)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown_text)
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
+             "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0}code{background:#f3f3f3}")
+    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{style}</style></head>\n<body>\n{body}</body></html>\n")
+
+
+def build(metrics_dir: Path, out: Path, tracking_uri: str | None = None) -> dict[str, list[dict]]:
+    from dlzoo.report.store import enrich
 
     rows = load_rows(metrics_dir)
     if not rows:
         raise SystemExit(f"error: no metrics in {metrics_dir}: run `dvc repro` first")
+    for warning in enrich(rows, tracking_uri):
+        print(f"warning: {warning}", file=sys.stderr)
     groups = by_dataset(rows)
     out.mkdir(parents=True, exist_ok=True)
     (out / "leaderboard.json").write_text(json.dumps(groups, indent=2) + "\n")
-    # classification rows only: a regression row has no accuracy (its R^2 is in the leaderboard table)
-    acc_rows = [(d, r) for d, rs in groups.items() for r in rs if "test/acc" in r]
-    names = [f"{r['name']} ({d})" for d, r in acc_rows]
-    accs = [float(r["test/acc"]) for _, r in acc_rows]
-    bar_chart(names, accs, out / "accuracy.png", xlabel="test accuracy", title="dlzoo leaderboard")
+    images = _plots(groups, out)
     from dlzoo.report.sections import SECTIONS
 
     extra = [text for section in SECTIONS if (text := section(rows, out))]
-    (out / "README.md").write_text(
-        "# dlzoo report\n\nTest-split results of the pipeline's experiments (`dvc repro`), best first. "
-        "Every row links to its MLflow run by id.\n\n" + markdown(groups) + "\n![accuracy](accuracy.png)\n"
-        + "".join(f"\n{t.rstrip()}\n" for t in extra))
+    ranked = ", ".join(f"{d} by {score_key(rs)}" for d, rs in groups.items())
+    text = (f"# {TITLE}\n\nTest-split results of the pipeline's experiments (`dvc repro`), best first ({ranked}). "
+            "Every row names its MLflow run (`make ui`, then search `attributes.run_id = '<id>'`); config, FLOPs "
+            "and training time (s) are read from that run.\n\n"
+            + markdown(groups) + "\n" + "\n\n".join(images) + "\n"
+            + "".join(f"\n{t.rstrip()}\n" for t in extra))
+    (out / "README.md").write_text(text)
+    (out / "index.html").write_text(to_html(text))
     return groups
 
 
@@ -46,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics-dir", type=Path, default=None, help="folder of metrics JSONs (default: metrics/)")
     ap.add_argument("--out", type=Path, default=None, help="report folder (default: reports/)")
     ap.add_argument("--print-only", action="store_true", help="print the leaderboard, write nothing")
+    ap.add_argument("--tracking-uri", default=None,
+                    help="MLflow store to read runs from (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     args = ap.parse_args(argv)
     root = project_root()
     metrics_dir = args.metrics_dir or root / "metrics"
@@ -55,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"error: no metrics in {metrics_dir}: run `dvc repro` first")
         groups = by_dataset(rows)
     else:
-        groups = build(metrics_dir, args.out or root / "reports")
+        out = args.out or root / "reports"
+        groups = build(metrics_dir, out, args.tracking_uri)
+        print(f"report: {out / 'index.html'} (and README.md)")
     print("\nLeaderboard (test split):")
     print(console_table(groups))
     print(f"\nMLflow UI: {UI_HINT}")

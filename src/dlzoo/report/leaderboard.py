@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-COLUMNS = ("name", "model", "test/acc", "test/f1_macro", "test/loss", "num_params", "epochs", "run_id")
-REGRESSION_COLUMNS = ("name", "model", "test/r2", "test/rmse", "test/mae", "test/loss", "num_params", "epochs", "run_id")
+# config, flops, train_time_s and status come from the run in the MLflow store (dlzoo.report.store.enrich)
+COLUMNS = ("name", "model", "config", "test/acc", "test/f1_macro", "test/loss", "num_params", "flops", "epochs",
+           "train_time_s", "run_id")
+REGRESSION_COLUMNS = ("name", "model", "config", "test/r2", "test/rmse", "test/mae", "test/loss", "num_params", "flops",
+                      "epochs", "train_time_s", "run_id")
 
 
 def is_regression(rows: list[dict]) -> bool:

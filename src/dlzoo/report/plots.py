@@ -94,3 +94,21 @@ def scatter(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], pat
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return save(fig, path)
+
+
+def overlay(series: dict[str, list[tuple[int, float]]], path: Path, ylabel: str, title: str = "") -> Path:
+    """One line per run (label -> [(epoch, value)]) on shared axes, e.g. the validation accuracy of every
+    experiment on a dataset."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, points in sorted(series.items()):
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker=".", markersize=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7, ncol=2)
+    return save(fig, path)

@@ -157,6 +157,13 @@ class JobRun:
             return getattr(mlflow, name)
         raise AttributeError(name)
 
+    def flush(self) -> None:
+        """Wait for the metrics queued by asynchronous logging (MLFlowLogger(synchronous=False))."""
+        if self.rank0 and self.run_id:
+            import mlflow
+
+            mlflow.flush_async_logging()
+
     def end(self, status: str) -> None:
         if self.rank0 and self.run_id:
             import mlflow

@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 
 KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+TIME_KEY = "time/train_epoch_s"  # wall time of the epoch's training batches (data, steps, logging; not validation)
 
 
 class EpochHistory(pl.Callback):
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
+        self._started: float | None = None
+        self._train_s: float | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started, self._train_s = time.perf_counter(), None
+
+    def _stop_clock(self) -> None:
+        if self._started is not None and self._train_s is None:
+            self._train_s = time.perf_counter() - self._started
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:  # validation runs inside the training epoch, before its end hook
+            self._stop_clock()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        self._stop_clock()
         m = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch}
         row.update({k: float(m[k]) for k in KEYS if k in m})
+        row[TIME_KEY] = self._train_s
         self.rows.append(row)
 
     def series(self) -> dict[str, list[tuple[int, float]]]:
@@ -28,7 +45,7 @@ class EpochHistory(pl.Callback):
     def write_csv(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["epoch", *KEYS])
+            w = csv.DictWriter(f, fieldnames=["epoch", *KEYS, TIME_KEY])
             w.writeheader()
             for r in self.rows:
                 w.writerow(r)
