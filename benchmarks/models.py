@@ -1,0 +1,109 @@
+"""Inference latency of every registered model (batch 1 and 256, CPU, threads pinned), of its dynamic-INT8
+version, and the peak memory of training each one.
+
+Latency: ``dlzoo.compress.measure.latency_us`` (median of repeated forwards after warm-up, ``torch`` threads
+pinned to ``--threads``) on the input each model is trained on in the pipeline (images 1x32x32, MLP and
+logistic regression on 8x8 digits, sequence models on MNIST-1D's 40 steps). The INT8 column is
+``torch.ao.quantization.quantize_dynamic`` of the Linear/LSTM/GRU layers (what `compress` calls
+`quantize_dynamic`); the pipeline's `compress` stages record the latency of their static/QAT/pruned models
+in ``metrics/compress/``. Peak memory: maximum resident set size of a fresh process that builds the model
+and trains ``--steps`` Adam steps at batch 64, minus that of one that only builds it (the training's own
+memory: activations, gradients, optimizer state).
+
+    python benchmarks/models.py
+    python benchmarks/models.py --models lenet5,resnet18 --repeats 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPES = {"mlp": (1, 8, 8), "logreg": (1, 8, 8), "cnn1d": (1, 40), "rnn": (1, 40), "lstm": (1, 40), "gru": (1, 40),
+          "bilstm": (1, 40), "transformer": (1, 40)}
+DEFAULT_SHAPE = (1, 32, 32)
+
+TRAIN_SNIPPET = """
+import resource, sys, torch
+from dlzoo.models import get_model
+name, shape, steps = sys.argv[1], tuple(int(s) for s in sys.argv[2].split("x")), int(sys.argv[3])
+torch.manual_seed(0)
+net = get_model(name, input_shape=shape, num_classes=10)
+if steps:
+    opt = torch.optim.Adam(net.parameters())
+    x, y = torch.randn(64, *shape), torch.randint(0, 10, (64,))
+    for _ in range(steps):
+        out = net(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        loss = torch.nn.functional.cross_entropy(out, y)
+        opt.zero_grad(); loss.backward(); opt.step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+"""
+
+
+def peak_rss_mib(name: str, shape: tuple[int, ...], steps: int) -> float:
+    r = subprocess.run([sys.executable, "-c", TRAIN_SNIPPET, name, "x".join(map(str, shape)), str(steps)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-1000:])
+    return int(r.stdout.split()[-1]) / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=None, help="comma-separated registered models (default: all that take "
+                    "one image or signal tensor)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=20, help="training steps for the peak-memory figure (0: skip)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "models.json")
+    args = ap.parse_args(argv)
+    import torch
+
+    from dlzoo.compress.measure import latency_us
+    from dlzoo.compress.quantize import quantize_dynamic
+    from dlzoo.models import get_model, list_models
+
+    names = args.models.split(",") if args.models else list_models()
+    unknown = set(names) - set(list_models())
+    if unknown:
+        sys.exit(f"error: unknown model(s) {sorted(unknown)}; registered: {', '.join(list_models())}")
+    results, skipped = {}, {}
+    print(f"{'model':16} {'params':>10} {'b1 µs':>9} {'b256 µs':>10} {'int8 b1':>9} {'int8 b256':>10} {'train MiB':>10}")
+    for name in names:
+        shape = SHAPES.get(name, DEFAULT_SHAPE)
+        torch.manual_seed(0)
+        try:
+            net = get_model(name, input_shape=shape, num_classes=10).eval()
+            net(torch.randn(2, *shape))
+        except Exception as exc:  # noqa: BLE001 -- models with other inputs (seq2seq, detection, generative)
+            skipped[name] = f"{type(exc).__name__}: {str(exc)[:120]}"
+            continue
+        row = {"input_shape": list(shape), "params": sum(p.numel() for p in net.parameters())}
+        for b in (1, 256):
+            row[f"latency_b{b}_us"] = latency_us(net, shape, b, repeats=args.repeats, threads=args.threads)
+        q = quantize_dynamic(net)
+        for b in (1, 256):
+            row[f"int8_dynamic_latency_b{b}_us"] = latency_us(q, shape, b, repeats=args.repeats, threads=args.threads)
+        if args.steps:
+            row["train_peak_mib"] = round(peak_rss_mib(name, shape, args.steps) - peak_rss_mib(name, shape, 0), 1)
+        results[name] = row
+        print(f"{name:16} {row['params']:>10,} {row['latency_b1_us']:>9,.0f} {row['latency_b256_us']:>10,.0f} "
+              f"{row['int8_dynamic_latency_b1_us']:>9,.0f} {row['int8_dynamic_latency_b256_us']:>10,.0f} "
+              f"{row.get('train_peak_mib', float('nan')):>10.1f}", flush=True)
+    record = {"benchmark": "models", "date": time.strftime("%Y-%m-%d %H:%M"), "threads": args.threads,
+              "repeats": args.repeats, "train_steps": args.steps, "torch": torch.__version__,
+              "results": results, "skipped": skipped}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    if skipped:
+        print(f"skipped (other input kinds): {', '.join(skipped)}")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

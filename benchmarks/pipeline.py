@@ -1,0 +1,71 @@
+"""Wall time of the pipeline from the shell: a fresh `make run` (clone of this repo's HEAD: venv, install,
+data, the whole `dvc repro`, leaderboard), then in that clone a no-op `dvc repro` (``--noop-repeats`` times;
+bar: <= 10 s) and, with ``--full``, a forced full `dvc repro -f` (no install).
+
+    python benchmarks/pipeline.py                 # fresh make run + no-op repro
+    python benchmarks/pipeline.py --full          # + dvc repro -f
+    python benchmarks/pipeline.py --clone /tmp/x --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(cmd: list[str], cwd: Path, log: Path) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "MLFLOW_TRACKING_URI", "PYTHONPATH")}
+    t0 = time.perf_counter()
+    with log.open("a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        r = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    took = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed after {took:.0f} s; see {log}")
+    return took
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clone", type=Path, default=None, help="where to clone (default: a temporary folder)")
+    ap.add_argument("--keep", action="store_true", help="keep the clone")
+    ap.add_argument("--full", action="store_true", help="also time a forced full `dvc repro -f`")
+    ap.add_argument("--noop-repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pipeline.json")
+    args = ap.parse_args(argv)
+    clone = args.clone or Path(tempfile.mkdtemp(prefix="dlzoo-bench-"))
+    log = clone.with_suffix(".log")
+    if clone.exists():
+        shutil.rmtree(clone)
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
+    results = {"make_run_fresh_s": timed(["make", "run"], clone, log)}
+    print(f"fresh make run: {results['make_run_fresh_s'] / 60:.1f} min", flush=True)
+    dvc = str(clone / ".venv" / "bin" / "dvc")
+    noop = [timed([dvc, "repro"], clone, log) for _ in range(args.noop_repeats)]
+    results["dvc_repro_noop_s"] = {"median": statistics.median(noop), "min": min(noop), "max": max(noop)}
+    print(f"no-op dvc repro: {statistics.median(noop):.2f} s ({min(noop):.2f}-{max(noop):.2f})", flush=True)
+    if args.full:
+        results["dvc_repro_full_s"] = timed([dvc, "repro", "-f"], clone, log)
+        print(f"full dvc repro -f: {results['dvc_repro_full_s'] / 60:.1f} min", flush=True)
+    record = {"benchmark": "pipeline", "date": time.strftime("%Y-%m-%d %H:%M"), "commit": commit,
+              "cpus": os.cpu_count(), "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"-> {args.out} (log: {log})")
+    if not args.keep:
+        shutil.rmtree(clone, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Training throughput of the pipeline against a raw PyTorch loop, side by side in one process.
+
+For each model (a real experiment config, composed by Hydra), the same network, data (the datamodule's
+train loader), optimizer and loss are trained twice per repeat, alternating:
+
+- **raw**: ``for x, y in loader: loss = loss_fn(net(x), y); opt.zero_grad(); loss.backward(); opt.step()``;
+- **dlzoo**: ``dlzoo.train.run`` -- the real Lightning Trainer with the default callbacks (checkpoints,
+  LR monitor, history), MLflow logging into a temporary sqlite store, validation every epoch.
+
+Throughput is training samples/s over the training batches of each epoch after the first (warm-up), the
+median of those epochs; validation is not counted (the raw loop has none). Augmentation and regularizers
+are off in both (``regularizer=[]``) so both do the same arithmetic; early stopping is off so both run
+every epoch. Results: median and spread over repeats, written to ``--out`` (JSON) and printed.
+
+    python benchmarks/throughput.py                       # lenet5, resnet18, gru; 3 repeats x 5 epochs
+    python benchmarks/throughput.py --models lenet5 --epochs 3 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# model -> the experiment it comes from, and overrides that make it the size the benchmark names
+MODELS = {
+    "lenet5": ["experiment=digits_lenet5"],  # LeNet-5 on digits resized to 32x32, batch 64
+    "resnet18": ["experiment=digits_resnet18", "model.image_size=32"],  # ResNet-18 (width 0.25) at 32x32
+    "gru": ["experiment=mnist1d_gru"],  # GRU on MNIST-1D, 40 steps
+}
+COMMON = ["regularizer=[]", "callbacks.early_stopping=null", "train.test=false", "train.log_model=false",
+          "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+def raw_epochs(cfg, epochs: int) -> list[tuple[int, float]]:
+    """(samples, seconds) of each epoch of a plain PyTorch loop over the same pieces the pipeline uses."""
+    import lightning.pytorch as pl
+    import torch
+
+    from dlzoo import builders
+
+    pl.seed_everything(cfg.seed, verbose=False)
+    dm = builders.build_datamodule(cfg)
+    dm.setup()
+    net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
+    task = builders.build_task(cfg, net, dm.num_classes)  # for its optimizer (decay groups) and loss only
+    opt = task.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    loss_fn = task.loss_fn
+    net.train()
+    out = []
+    for _ in range(epochs):
+        n, t0 = 0, time.perf_counter()
+        for x, y in dm.train_dataloader():
+            logits = net(x)
+            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+            loss = loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.trainer.get("gradient_clip_val"):
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.trainer.gradient_clip_val)
+            opt.step()
+            n += len(y)
+        out.append((n, time.perf_counter() - t0))
+    return out
+
+
+def dlzoo_epochs(cfg, epochs: int, workdir: Path) -> list[tuple[int, float]]:
+    """(samples, seconds of training batches) of each epoch of the real pipeline run (history.csv)."""
+    import csv
+
+    from dlzoo.train import run
+
+    out_dir = workdir / f"run-{time.monotonic_ns()}"
+    run(cfg, out_dir, overrides=[])
+    n = _train_size(cfg)
+    with (out_dir / "history.csv").open() as f:
+        return [(n, float(r["time/train_epoch_s"])) for r in csv.DictReader(f)][:epochs]
+
+
+def _train_size(cfg) -> int:
+    from dlzoo import builders
+
+    dm = builders.build_datamodule(cfg)
+    dm.setup()
+    return len(dm.datasets["train"])
+
+
+def steady(epochs: list[tuple[int, float]]) -> float:
+    """Median samples/s of the epochs after the first."""
+    rest = epochs[1:] or epochs
+    return statistics.median(n / s for n, s in rest)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json")
+    args = ap.parse_args(argv)
+    import torch
+    from omegaconf import OmegaConf
+
+    from dlzoo.configure import compose
+    from dlzoo.train import quiet
+
+    quiet()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    unknown = set(args.models.split(",")) - set(MODELS)
+    if unknown:
+        sys.exit(f"error: unknown model(s) {sorted(unknown)}; choose from {', '.join(MODELS)}")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        for name in args.models.split(","):
+            cfg = compose([*MODELS[name], *COMMON, f"trainer.max_epochs={args.epochs}", f"logger.tracking_uri={store}"])
+            OmegaConf.set_readonly(cfg, False)
+            raw, ours = [], []
+            for rep in range(args.repeats):
+                raw.append(steady(raw_epochs(cfg, args.epochs)))
+                ours.append(steady(dlzoo_epochs(cfg, args.epochs, Path(tmp))))
+                print(f"{name} repeat {rep + 1}/{args.repeats}: raw {raw[-1]:,.0f}/s  dlzoo {ours[-1]:,.0f}/s  "
+                      f"ratio {ours[-1] / raw[-1]:.3f}", flush=True)
+            ratios = [o / r for o, r in zip(ours, raw)]
+            results[name] = {"overrides": MODELS[name] + COMMON, "epochs": args.epochs, "repeats": args.repeats,
+                             "raw_samples_per_s": {"median": statistics.median(raw), "min": min(raw), "max": max(raw)},
+                             "dlzoo_samples_per_s": {"median": statistics.median(ours), "min": min(ours), "max": max(ours)},
+                             "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}}
+    record = {"benchmark": "throughput", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
+              "cpus": torch.get_num_threads(), "torch": torch.__version__, "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\n{'model':10} {'raw samples/s':>14} {'dlzoo samples/s':>16} {'ratio (min-max)':>20}")
+    for name, r in results.items():
+        q = r["ratio"]
+        print(f"{name:10} {r['raw_samples_per_s']['median']:>14,.0f} {r['dlzoo_samples_per_s']['median']:>16,.0f} "
+              f"{q['median']:>8.3f} ({q['min']:.3f}-{q['max']:.3f})")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

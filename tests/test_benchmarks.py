@@ -1,0 +1,40 @@
+"""The benchmark commands run on a tiny setting and record what they measured (the figures themselves are
+in benchmarks/results/, taken by `make bench`; tests do not time anything)."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import ROOT, run_cli
+
+
+def test_throughput_benchmark_compares_raw_loop_and_pipeline(tmp_path):
+    out = tmp_path / "t.json"
+    r = run_cli([str(ROOT / "benchmarks/throughput.py"), "--models", "lenet5", "--epochs", "2", "--repeats", "1",
+                 "--out", str(out)], cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())["results"]["lenet5"]
+    raw, ours, ratio = res["raw_samples_per_s"]["median"], res["dlzoo_samples_per_s"]["median"], res["ratio"]["median"]
+    assert raw > 0 and ours > 0 and abs(ratio - ours / raw) < 1e-9
+
+
+def test_startup_benchmark_checks_that_help_does_not_import_lightning(tmp_path):
+    out = tmp_path / "s.json"
+    r = run_cli([str(ROOT / "benchmarks/startup.py"), "--repeats", "1", "--commands", "report --help,train --cfg job",
+                 "--out", str(out)], cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())["results"]
+    assert set(res) == {"report --help", "train --cfg job"}
+    assert all(v["imports_lightning"] is False and v["median_s"] > 0 for v in res.values())
+
+
+def test_models_benchmark_measures_latency_int8_and_memory(tmp_path):
+    out = tmp_path / "m.json"
+    r = run_cli([str(ROOT / "benchmarks/models.py"), "--models", "mlp,gru", "--repeats", "2", "--steps", "2",
+                 "--out", str(out)], cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())["results"]
+    for name in ("mlp", "gru"):
+        row = res[name]
+        assert row["latency_b256_us"] > row["latency_b1_us"] > 0 and row["int8_dynamic_latency_b1_us"] > 0
+        assert row["params"] > 1000 and "train_peak_mib" in row
