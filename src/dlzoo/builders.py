@@ -197,11 +197,17 @@ def count_flops(net, input_shape: tuple[int, ...]) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    import inspect
+
     was_training = net.training
     net.eval()
+    # an encoder-decoder's forward(src, tgt_in) takes token ids: one source and one target of the input length
+    needed = [p for p in inspect.signature(net.forward).parameters.values() if p.default is inspect.Parameter.empty]
+    example = ((torch.ones(1, *input_shape, dtype=torch.long),) * 2 if len(needed) == 2
+               else (torch.zeros(1, *input_shape),))
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            net(torch.zeros(1, *input_shape))
+            net(*example)
     finally:
         net.train(was_training)
     return int(counter.get_total_flops())

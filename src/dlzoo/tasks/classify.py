@@ -10,8 +10,10 @@ from torch import nn
 from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from dlzoo.training.epoch_log import TrainEpochLogging
 
-class ClassificationTask(pl.LightningModule):
+
+class ClassificationTask(TrainEpochLogging, pl.LightningModule):
     """Classifier training with accuracy/F1 metrics logged as ``train/*``, ``val/*``, ``test/*``.
 
     ``optimizer`` is a partial ``torch.optim`` constructor (Hydra ``_partial_``) that takes the parameter
@@ -30,7 +32,7 @@ class ClassificationTask(pl.LightningModule):
         self.net = net
         self.loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.train_acc = MulticlassAccuracy(num_classes)
+        self.train_acc = MulticlassAccuracy(num_classes, validate_args=False)  # per step: no input checks
         self.val_acc = MulticlassAccuracy(num_classes)
         self.test_acc = MulticlassAccuracy(num_classes)
         self.test_f1 = MulticlassF1Score(num_classes, average="macro")
@@ -56,9 +58,7 @@ class ClassificationTask(pl.LightningModule):
         from dlzoo.training.optim import penalised
 
         loss, logits, y = self._step(batch)
-        self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        self.log_train(batch_idx, loss, logits, y)
         return penalised(self, loss, self.net, self.hparams.l1, self.hparams.l2_penalty)
 
     def validation_step(self, batch, batch_idx):

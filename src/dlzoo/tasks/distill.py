@@ -33,7 +33,5 @@ class DistillationTask(ClassificationTask):
             t = self.teacher(x)
             t = t[0] if isinstance(t, (tuple, list)) else t
         loss = kd_loss(logits, t, y, self.hparams.temperature, self.hparams.alpha)
-        self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        self.log_train(batch_idx, loss, logits, y)
         return loss
