@@ -87,8 +87,12 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
     metrics = test_split(task, dm, split)
     loader = split_loader(dm, split)
     extra: dict = {}
+    figures: list[Path] = []
     if cfg.task == "seq2seq":
         labels, preds, extra = _seq2seq_outputs(task, dm, loader)
+    elif hasattr(task, "evaluation_outputs"):  # generative tasks: latent clusters / sample modes, figures
+        labels, preds, more, figures = task.evaluation_outputs(dm, split, out_dir / "plots")
+        metrics |= more
     else:
         regress = cfg.task == "regress"
         with torch.no_grad():  # class labels, or real values for regression
@@ -110,6 +114,8 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
         if split == "test" and getattr(task, "test_confusion", None) is not None:  # classification
             log_confusion_matrix(task.test_confusion, out_dir, cfg.data.name)
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
+        for path in figures:
+            mlflow.log_artifact(str(path), "plots")
     return {"name": cfg.get("name") or run_dir.name, "run_id": info["run_id"], "experiment": info["experiment"],
             "task": cfg.task, "model": cfg.model.name, "dataset": cfg.data.name,
             "num_params": info.get("num_params"), "flops": info.get("flops"), "epoch_time_s": info.get("epoch_time_s"),
