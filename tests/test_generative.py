@@ -172,3 +172,19 @@ def test_beta_sweep_trades_kl_for_reconstruction(project):
     print(dict(zip(betas, zip(kl, recon))))
     assert all(a > b for a, b in zip(kl, kl[1:]))  # larger β: lower KL
     assert all(a < b for a, b in zip(recon, recon[1:]))  # larger β: higher reconstruction error
+
+
+def test_report_section_shows_the_generative_results(tmp_path):
+    from dlzoo.report.leaderboard import by_dataset
+    from dlzoo.report.sections.generative import generative
+
+    rows = [{"name": "digits_cvae", "task": "autoencode", "model": "cvae", "dataset": "digits", "run_id": "r1",
+             "test/recon": 20.1, "test/kl": 5.2, "test/elbo": -25.3, "test/mse": 0.02, "test/kmeans_nmi": 0.5},
+            {"name": "ring_wgan", "task": "gan", "model": "gan_mlp", "dataset": "ring8", "run_id": "r2",
+             "test/modes": 8.0, "test/hq": 0.61},
+            {"comparison": "beta_vae", "title": "β sweep", "parent_run_id": "p",
+             "variants": {f"beta_{b}": {"val/kl": 10 / b, "val/recon": 20 + b, "val/elbo": -30.0} for b in (1, 4)}}]
+    text = generative(rows, tmp_path)
+    assert "| digits_cvae | cvae | 20.10 | 5.20 | -25.30 |" in text and "| ring_wgan | 8/8 | 0.610 |" in text
+    assert "| beta_4 | 2.50 | 24.00 |" in text and (tmp_path / "beta_vae.png").exists()
+    assert by_dataset(rows) == {}  # not leaderboard rows: no accuracy to rank them by
