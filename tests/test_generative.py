@@ -61,7 +61,7 @@ def test_mode_coverage_on_constructed_samples():
 
 
 @pytest.mark.parametrize("objective,extra", [("nonsaturating", {}),
-                                             ("wasserstein", {"gradient_penalty": 10.0, "n_critic": 2}),
+                                             ("wasserstein", {"gradient_penalty": 10.0, "n_critic": 2, "lr_decay": True}),
                                              ("wasserstein", {"clip": 0.01})])
 def test_gan_step_updates_both_networks(objective, extra):
     torch.manual_seed(0)
@@ -70,7 +70,11 @@ def test_gan_step_updates_both_networks(objective, extra):
     task = GANTask(net, partial(torch.optim.Adam, lr=1e-3), objective=objective,
                    centers=ring_centers().tolist(), mode_std=RING_STD, eval_samples=200, **extra)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    _trainer(max_epochs=1).fit(task, DataLoader(TensorDataset(x), batch_size=64))
+    trainer = _trainer(max_epochs=1)
+    trainer.fit(task, DataLoader(TensorDataset(x), batch_size=64))
+    assert len(trainer.optimizers) == 2
+    if extra.get("lr_decay"):  # linear to 0 over the run's single epoch
+        assert all(o.param_groups[0]["lr"] == 0.0 for o in trainer.optimizers)
     changed = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
     # every parameter of G and every weight matrix of D moved (the critic's output bias has no gradient: the
     # Wasserstein loss E[D(G(z))] - E[D(x)] does not change when D shifts by a constant)

@@ -11,7 +11,8 @@ gan: Lightning manual optimisation, one optimizer for the discriminator / critic
 (Goodfellow et al. 2014, §3: the non-saturating variant). ``objective="wasserstein"``: the critic maximises
 E[D(x)] - E[D(G(z))], G minimises -E[D(G(z))] (Arjovsky et al. 2017), with the critic kept ~1-Lipschitz by
 weight clipping (``clip``) and/or the gradient penalty λ·(‖∇D(x̂)‖ - 1)² on random interpolates
-(``gradient_penalty`` = λ, WGAN-GP, Gulrajani et al. 2017); ``n_critic`` critic steps per generator step.
+(``gradient_penalty`` = λ, WGAN-GP, Gulrajani et al. 2017); ``n_critic`` critic steps per generator step;
+``lr_decay``: both learning rates decay linearly to 0 over the run.
 On the 2-D ring the sample quality is measured each validation epoch (``val/modes``, ``val/hq``) and on
 test (``test/modes``, ``test/hq``): see ``mode_coverage``.
 
@@ -221,7 +222,7 @@ class GANTask(_FiguresMixin, pl.LightningModule):
     def __init__(self, net: nn.Module, optimizer: Callable, objective: str = "nonsaturating", n_critic: int = 1,
                  gradient_penalty: float = 0.0, clip: float | None = None, eval_samples: int = 2500,
                  centers: list[list[float]] | None = None, mode_std: float | None = None,
-                 figures_every_n_epochs: int = 10):
+                 lr_decay: bool = False, figures_every_n_epochs: int = 10):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer"])
         if objective not in ("nonsaturating", "wasserstein"):
@@ -336,6 +337,14 @@ class GANTask(_FiguresMixin, pl.LightningModule):
                                    self.hparams.mode_std)
         return nearest.numpy(), torch.where(hq, nearest, -1).numpy(), {}, figures
 
+    def on_train_epoch_end(self) -> None:
+        for sched in self.lr_schedulers() or []:  # manual optimisation: the task steps its schedulers
+            sched.step()
+
     def configure_optimizers(self):
-        return (self.optimizer_factory(param_groups(self.net.generator, 0.0)),
-                self.optimizer_factory(param_groups(self.net.discriminator, 0.0)))
+        opts = [self.optimizer_factory(param_groups(net, 0.0)) for net in (self.net.generator, self.net.discriminator)]
+        if not self.hparams.lr_decay:
+            return opts
+        # both learning rates fall linearly to 0 over the run: the adversarial game oscillates less at the end
+        epochs = self.trainer.max_epochs
+        return opts, [torch.optim.lr_scheduler.LambdaLR(o, lambda e: 1.0 - e / epochs) for o in opts]
