@@ -17,7 +17,7 @@ INPUTS = {"lenet5": [(1, 28, 28), (1, 32, 32), (3, 32, 32)], "cnn1d": SIGNAL, "m
           "transformer_seq2seq": [(7,)], "lstm_seq2seq": [(7,)]}
 # Encoder-decoders take token ids (src, tgt_in) and return (B, T, vocab) logits.
 SEQ2SEQ = {"transformer_seq2seq", "lstm_seq2seq"}
-# Generative networks (dlzoo.models.generative): (x[, y]) -> (reconstruction logits, mu, logvar); z -> x.
+# Generative networks (dlzoo.models.generative): autoencode(x[, y]) -> (reconstruction logits, mu, logvar); z -> x.
 INPUTS |= {"ae": [(1, 8, 8)], "vae": [(1, 8, 8)], "cvae": [(1, 8, 8)], "gan_mlp": [(1, 2), (1, 8, 8)]}
 AUTOENCODERS, GANS = {"ae", "vae", "cvae"}, {"gan_mlp"}
 CASES = [(name, shape) for name in list_models() for shape in INPUTS.get(name, IMAGES)]
@@ -104,10 +104,10 @@ def _generative_forward_backward(name, net, shape):
         params = list(net.parameters())
     else:
         x, y = torch.rand(2, *shape), torch.tensor([3, 7])
-        logits, mu, logvar = net(x, y)
+        logits, mu, logvar = net.autoencode(x, y)
         assert logits.shape == (2, *shape) and mu.shape == (2, net.latent_dim)
         assert (logvar is None) == (name == "ae")
         (logits.sum() + mu.sum()).backward()
         params = [p for n, p in net.named_parameters() if "logvar" not in n]
-        assert net.eval()(x, y)[0].shape == (2, *shape)
+        assert net.eval()(x, y).shape == (2, *shape)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params)

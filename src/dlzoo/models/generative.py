@@ -60,12 +60,16 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(self._with_label(z, y)).view(len(z), *self.input_shape)  # (B, *input_shape) logits
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+    def autoencode(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """(reconstruction logits, mu, logvar); z is sampled by reparameterisation in training mode and is
         the mean ``mu`` in eval mode (and always for the plain autoencoder)."""
         mu, logvar = self.encode(x, y)
         z = reparameterize(mu, logvar) if self.training and logvar is not None else mu
         return self.decode(z, y), mu, logvar
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The reconstruction logits alone (one tensor: what MLflow's logged model returns)."""
+        return self.autoencode(x, y)[0]
 
     @torch.no_grad()
     def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -81,7 +81,7 @@ class AutoencodeTask(_FiguresMixin, pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        return self.net(x, y if self.net.conditional else None)
+        return self.net.autoencode(x, y if self.net.conditional else None)
 
     def terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-sample reconstruction and KL terms, (B,) each, and the reconstruction logits."""
