@@ -343,8 +343,8 @@ class GANTask(_FiguresMixin, pl.LightningModule):
 
     def configure_optimizers(self):
         opts = [self.optimizer_factory(param_groups(net, 0.0)) for net in (self.net.generator, self.net.discriminator)]
-        if not self.hparams.lr_decay:
+        epochs = self.trainer.max_epochs if self._trainer is not None else None  # the run's length, if known
+        if not (self.hparams.lr_decay and epochs):
             return opts
         # both learning rates fall linearly to 0 over the run: the adversarial game oscillates less at the end
-        epochs = self.trainer.max_epochs
         return opts, [torch.optim.lr_scheduler.LambdaLR(o, lambda e: 1.0 - e / epochs) for o in opts]
