@@ -179,7 +179,7 @@ class AutoencodeTask(_FiguresMixin, pl.LightningModule):
             ax.set_title(title)
             ax.set_xlabel("PC 1")
             ax.set_ylabel("PC 2")
-        fig.colorbar(sc, ax=axes, ticks=range(k))
+        fig.colorbar(sc, ax=axes[1], ticks=range(k))
         figures = [save(fig, plots / "latent_pca.png")]
         grids = {"reconstructions": (self.reconstructions(x[:10].to(self.device), y[:10].to(self.device)), 2)}
         if self.net.variational:
