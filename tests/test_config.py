@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
@@ -27,7 +28,9 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
               **{("loss", o): REGRESS for o in ("mse", "mae", "huber", "smooth_l1")},
               # no trainer here to count the steps of the run
               **{("scheduler", o): ["scheduler.total_steps=100"] for o in ("onecycle", "warmup_cosine", "warmup_linear")},
-              **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")}}
+              **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")},
+              **{("model", m): ["experiment=digits_vae", f"model={m}"] for m in ("ae", "vae", "cvae")},
+              ("model", "gan_mlp"): ["experiment=ring_gan"], ("data", "ring8"): ["experiment=ring_gan"]}
 
 
 def options(group: str) -> list[str]:
@@ -53,6 +56,10 @@ def test_every_option_composes_validates_and_builds(group, option, project):
     x, y = next(iter(dm.train_dataloader()))
     if cfg.task == "seq2seq":  # (src, tgt) token ids -> (B, T, vocab) teacher-forced logits
         assert task(x, y[:, :-1]).shape == (*y[:, :-1].shape, dm.num_classes)
+    elif cfg.task == "autoencode":  # reconstruction logits of the input's shape
+        assert task.eval()(x, y)[0].shape == x.shape
+    elif cfg.task == "gan":  # latent codes -> samples of the data's shape
+        assert task(torch.randn(len(x), task.net.latent_dim)).shape == x.shape
     else:
         assert task.eval()(x).shape == (x.shape[0], dm.num_classes)  # eval: logits only (no GoogLeNet aux heads)
     assert task.configure_optimizers() is not None

@@ -17,6 +17,9 @@ INPUTS = {"lenet5": [(1, 28, 28), (1, 32, 32), (3, 32, 32)], "cnn1d": SIGNAL, "m
           "transformer_seq2seq": [(7,)], "lstm_seq2seq": [(7,)]}
 # Encoder-decoders take token ids (src, tgt_in) and return (B, T, vocab) logits.
 SEQ2SEQ = {"transformer_seq2seq", "lstm_seq2seq"}
+# Generative networks (dlzoo.models.generative): autoencode(x[, y]) -> (reconstruction logits, mu, logvar); z -> x.
+INPUTS |= {"ae": [(1, 8, 8)], "vae": [(1, 8, 8)], "cvae": [(1, 8, 8)], "gan_mlp": [(1, 2), (1, 8, 8)]}
+AUTOENCODERS, GANS = {"ae", "vae", "cvae"}, {"gan_mlp"}
 CASES = [(name, shape) for name in list_models() for shape in INPUTS.get(name, IMAGES)]
 
 
@@ -32,6 +35,9 @@ def test_forward_backward_shapes(name, shape):
         out.sum().backward()
         return
     net = get_model(name, input_shape=shape, num_classes=10)
+    if name in AUTOENCODERS | GANS:
+        _generative_forward_backward(name, net, shape)
+        return
     x = torch.randn(2, *shape)
     out = net(x)
     outs = out if isinstance(out, tuple) else (out,)  # training mode: (logits, *aux_logits) for GoogLeNet
@@ -88,3 +94,20 @@ def test_mlp_activation_and_dropout_options():
     assert "Tanh" in kinds and "Dropout" in kinds
     with pytest.raises(ConfigError, match="relu"):
         get_model("mlp", input_shape=(40,), num_classes=10, activation="swishy")
+
+
+def _generative_forward_backward(name, net, shape):
+    if name in GANS:
+        fake = net(torch.randn(2, net.latent_dim))
+        assert fake.shape == (2, *shape) and net.discriminate(fake).shape == (2,)
+        net.discriminate(fake).sum().backward()  # reaches both nets through the sample
+        params = list(net.parameters())
+    else:
+        x, y = torch.rand(2, *shape), torch.tensor([3, 7])
+        logits, mu, logvar = net.autoencode(x, y)
+        assert logits.shape == (2, *shape) and mu.shape == (2, net.latent_dim)
+        assert (logvar is None) == (name == "ae")
+        (logits.sum() + mu.sum()).backward()
+        params = [p for n, p in net.named_parameters() if "logvar" not in n]
+        assert net.eval()(x, y).shape == (2, *shape)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params)

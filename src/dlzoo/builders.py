@@ -144,17 +144,52 @@ def _regress_task(cfg: DictConfig, net, num_classes: int):
     from dlzoo.tasks.regress import RegressionTask
     from dlzoo.training.losses import build_loss
 
-    if OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor") == "val/acc":
-        from dlzoo.errors import ConfigError
-
-        raise ConfigError("task=regress logs no val/acc for the checkpoint to monitor: add callbacks=regress "
-                          "(monitors val/loss), or start from experiment=diabetes_mlp")
+    _refuse_monitors(cfg, ("val/acc",), "add callbacks=regress (monitors val/loss), or start from "
+                     "experiment=diabetes_mlp")
     loss_name, loss_cfg = _loss(cfg, "mse")
     return RegressionTask(net, loss_fn=build_loss(loss_name, "regress", **loss_cfg), **_training_kwargs(cfg))
 
 
+def _refuse_monitors(cfg: DictConfig, unlogged: tuple[str, ...], fix: str, logged: tuple[str, ...] = ()) -> None:
+    """A callback (checkpoint, early stopping) monitoring a metric the task does not log fails only after
+    the first epoch: refuse it now. ``unlogged``: keys known to be missing; ``logged``: if given, the only
+    keys (or null) that may be monitored."""
+    for name in ("model_checkpoint", "early_stopping"):
+        monitor = OmegaConf.select(cfg, f"callbacks.{name}.monitor", default=None)
+        if monitor is not None and (monitor in unlogged or (logged and monitor not in logged)):
+            from dlzoo.errors import ConfigError
+
+            raise ConfigError(f"task={cfg.task} logs no {monitor} for callbacks.{name} to monitor: {fix}")
+
+
+def _autoencode_task(cfg: DictConfig, net, num_classes: int):
+    from dlzoo.tasks.generative import AutoencodeTask
+
+    _refuse_monitors(cfg, ("val/acc",), "add callbacks=regress (monitors val/loss), or start from experiment=digits_vae")
+    if cfg.data.get("standardize", True):
+        from dlzoo.errors import ConfigError
+
+        raise ConfigError("task=autoencode reads pixels as probabilities in [0, 1]: set data.standardize=false")
+    return AutoencodeTask(net, **_training_kwargs(cfg), **OmegaConf.to_container(cfg.get("autoencode") or {}, resolve=True))
+
+
+def _gan_task(cfg: DictConfig, net, num_classes: int):
+    from dlzoo.tasks.generative import GANTask
+
+    gan = OmegaConf.to_container(cfg.get("gan") or {}, resolve=True)
+    _refuse_monitors(cfg, (), "set callbacks.<name>.monitor to val/modes or val/hq, or null (see experiment=ring_wgan)",
+                     logged=("val/modes", "val/hq"))
+    if cfg.data.name == "ring8":  # the modes that sample quality is measured against
+        from dlzoo.data.synthetic import RING_STD, ring_centers
+
+        gan.setdefault("centers", ring_centers().tolist())
+        gan.setdefault("mode_std", RING_STD)
+    return GANTask(net, optimizer=_partial(cfg.optimizer), **gan)
+
+
 # cfg.task -> builder(cfg, net, num_classes) of the task's LightningModule. Tasks register here.
-TASKS = {"classify": _classify_task, "regress": _regress_task, "distill": _distill_task, "seq2seq": _seq2seq_task}
+TASKS = {"classify": _classify_task, "regress": _regress_task, "distill": _distill_task, "seq2seq": _seq2seq_task,
+         "autoencode": _autoencode_task, "gan": _gan_task}
 
 
 def build_task(cfg: DictConfig, net, num_classes: int):
@@ -194,17 +229,20 @@ def count_flops(net, input_shape: tuple[int, ...]) -> int:
     """Floating-point operations of one inference forward pass on one sample (eval mode, so GoogLeNet's
     auxiliary heads are left out), counted by torch.utils.flop_counter: 2 per multiply-add of convolutions
     and matrix products; elementwise ops (activations, norms, pooling) are not counted."""
+    import inspect
+
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    import inspect
-
     was_training = net.training
     net.eval()
-    # an encoder-decoder's forward(src, tgt_in) takes token ids: one source and one target of the input length
     needed = [p for p in inspect.signature(net.forward).parameters.values() if p.default is inspect.Parameter.empty]
-    example = ((torch.ones(1, *input_shape, dtype=torch.long),) * 2 if len(needed) == 2
-               else (torch.zeros(1, *input_shape),))
+    if hasattr(net, "example_input"):  # a generator takes latent codes
+        example = (net.example_input(1),)
+    elif len(needed) == 2:  # an encoder-decoder's forward(src, tgt_in) takes token ids of the input length
+        example = (torch.ones(1, *input_shape, dtype=torch.long),) * 2
+    else:
+        example = (torch.zeros(1, *input_shape),)
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             net(*example)

@@ -1,7 +1,8 @@
 """Controlled comparisons for the report: ``python -m dlzoo.compare NAME --out metrics/compare_NAME.json``.
 
 ``conf/comparison/NAME.yaml`` gives ``base`` overrides (same model, data, seed and epochs for all) and
-``variants`` (name -> the overrides that differ, e.g. ``optimizer=sgd``). Every variant is trained in this
+``variants`` (name -> the overrides that differ, e.g. ``optimizer=sgd``), and optionally ``metrics``: more keys
+of the variants' train/val measurements to keep (e.g. ``val/kl`` for the β sweep). Every variant is trained in this
 one process (one Lightning import instead of one per run) as a child MLflow run of a parent run named
 after the comparison; its final weights (``last.ckpt``: the same number of epochs for all) are measured on
 the train and val splits without dropout, which gives the train-val gap. The JSON holds the figures and the
@@ -75,10 +76,12 @@ def compare(name: str, out_root: Path) -> dict:
             seconds = time.perf_counter() - t0
             _, _, dm, task = load_task(out, info["last_ckpt"])
             metrics = {**test_split(task, dm, "train"), **test_split(task, dm, "val")}
-            row = {k: metrics[k] for k in ("train/acc", "val/acc", "train/loss", "val/loss") if k in metrics}
+            row = {k: metrics[k] for k in ("train/acc", "val/acc", "train/loss", "val/loss", *spec.get("metrics", []))
+                   if k in metrics}
             if "train/acc" in row:
                 row["gap/acc"] = row["train/acc"] - row["val/acc"]
-            row["gap/loss"] = row["val/loss"] - row["train/loss"]
+            if "val/loss" in row:  # a GAN logs no loss on held-out data
+                row["gap/loss"] = row["val/loss"] - row["train/loss"]
             row |= {"epochs": info["epochs"], "seconds": round(seconds, 2), "run_id": info["run_id"],
                     "curves": _curves(out / "history.csv")}
             result["variants"][variant] = row

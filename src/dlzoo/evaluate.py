@@ -121,8 +121,12 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
     metrics = test_split(task, dm, split)
     loader = split_loader(dm, split)
     extra: dict = {}
+    figures: list[Path] = []
     if cfg.task == "seq2seq":
         labels, preds, extra = _seq2seq_outputs(task, dm, loader)
+    elif hasattr(task, "evaluation_outputs"):  # generative tasks: latent clusters / sample modes, figures
+        labels, preds, more, figures = task.evaluation_outputs(dm, split, out_dir / "plots")
+        metrics |= more
     else:
         regress = cfg.task == "regress"
         with torch.no_grad():  # class labels, or real values for regression
@@ -144,6 +148,8 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
         if split == "test" and getattr(task, "test_confusion", None) is not None:  # classification
             log_confusion_matrix(task.test_confusion, out_dir, cfg.data.name)
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
+        for path in figures:
+            mlflow.log_artifact(str(path), "plots")
     registered = info.get("registered")
     score_key = next((k for k in ("test/acc", "test/r2") if k in metrics), None)
     if register and split == "test" and info.get("model_uri") and not registered and score_key:

@@ -132,6 +132,16 @@ def _synth1d(arr, out: Path, seed: int, val_fraction: float, test_fraction: floa
     return _sizes(train=y_tr, val=y_va, test=y_te)
 
 
+@preparer("ring8")
+def _ring8(arr, out: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+    # no raw file: 8 Gaussians on a ring (GAN mode coverage), fixed split sizes drawn from prepare.seed
+    from dlzoo.data.synthetic import make_ring
+
+    arrays = make_ring(seed)
+    save_arrays(out, **arrays)
+    return {k[2:]: len(v) for k, v in arrays.items() if k.startswith("y_")}
+
+
 # The user's own datasets (data/<name>/ in their standard formats): prepared when their folder exists.
 # name -> function(raw_folder) -> (x_train, y_train, x_test, y_test); the official test split is kept.
 UserReader = Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]

@@ -215,7 +215,8 @@ def _log_run_artifacts(cfg, task, trainer, history, output_dir: Path, info: dict
         if best:
             task.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
         net = task.net.cpu().eval()
-        example = trainer.datamodule.datasets["val"].tensors[0][:2].numpy()
+        example = (net.example_input(2) if hasattr(net, "example_input")  # a generator takes latent codes
+                   else trainer.datamodule.datasets["val"].tensors[0][:2]).numpy()
         logged = mlflow.pytorch.log_model(net, name="model", input_example=example,
                                           pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
         info["model_uri"] = logged.model_uri  # registered by the evaluate stage (dlzoo.tracking.registry)

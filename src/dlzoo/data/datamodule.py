@@ -18,7 +18,8 @@ from dlzoo.data.arrays import load_array
 from dlzoo.paths import SPLITS_FIX_HINT
 
 SPLITS = ("train", "val", "test")
-NUM_CLASSES = {"digits": 10, "mnist1d": 10, "mnist1d_shuffled": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+NUM_CLASSES = {"digits": 10, "mnist1d": 10, "mnist1d_shuffled": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10,
+               "ring8": 8}
 
 
 def _normalise(name: str, x: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Synthetic sequence-to-sequence data, generated from the prepare seed (no torch, no Lightning).
+"""Synthetic data generated from the prepare seed (no torch, no Lightning): sequence-to-sequence token
+tasks, and the 2-D ring of 8 Gaussians (the standard GAN mode-collapse test, see ``make_ring`` below).
 
 Token ids: PAD=0, BOS=1, EOS=2, symbols from 3. A source is a variable-length row of symbols padded with
 PAD; its target is BOS + f(source) + EOS, padded. Tasks: ``sort`` (the symbols in ascending order),
@@ -48,3 +49,26 @@ def make_seq2seq(seed: int, task: str = "sort", symbols: int = 16, train_lengths
     return out
 
 
+
+
+# The ring of Gaussians (Metz et al. 2017, "Unrolled GANs"; VEEGAN): 8 modes evenly spaced on a circle of
+# radius 2, each an isotropic Gaussian of std 0.02. A sample is "high quality" within 3 std of a mode.
+RING_MODES, RING_RADIUS, RING_STD = 8, 2.0, 0.02
+
+
+def ring_centers(modes: int = RING_MODES, radius: float = RING_RADIUS) -> np.ndarray:
+    angles = 2 * np.pi * np.arange(modes) / modes
+    return (radius * np.stack([np.cos(angles), np.sin(angles)], 1)).astype(np.float32)  # (modes, 2)
+
+
+def make_ring(seed: int, sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Arrays ``x_<split>`` (N, 2) float32 points and ``y_<split>`` (N,) int64 mode ids, modes equally likely."""
+    sizes = sizes or {"train": 20000, "val": 2000, "test": 2000}
+    rng = np.random.default_rng(seed)
+    centers = ring_centers()
+    out: dict[str, np.ndarray] = {}
+    for split, n in sizes.items():
+        y = rng.integers(0, len(centers), size=n)
+        out[f"x_{split}"] = (centers[y] + RING_STD * rng.standard_normal((n, 2))).astype(np.float32)
+        out[f"y_{split}"] = y.astype(np.int64)
+    return out

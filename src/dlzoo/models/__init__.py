@@ -6,5 +6,5 @@ arguments; importing this package registers every family.
 
 from dlzoo.models.registry import get_model, list_models, register_model  # noqa: F401
 from dlzoo.models import (  # noqa: F401,E402  (registers the families)
-    alexnet, cnn1d, densenet, googlenet, lenet, mlp, mobilenet, resnet, rnn, seq2seq, transformer, vgg,
+    alexnet, cnn1d, densenet, generative, googlenet, lenet, mlp, mobilenet, resnet, rnn, seq2seq, transformer, vgg,
 )

@@ -34,7 +34,8 @@ def load_rows(metrics_dir: Path) -> list[dict]:
 def by_dataset(rows: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        if "comparison" not in r:
+        # comparisons and generative runs (no accuracy to rank by) have their own report sections
+        if "comparison" not in r and r.get("task") not in ("autoencode", "gan"):
             groups.setdefault(r.get("dataset", "?"), []).append(r)
     for g in groups.values():
         key = score_key(g)
