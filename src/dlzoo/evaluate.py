@@ -89,6 +89,8 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
     extra: dict = {}
     if cfg.task == "seq2seq":
         labels, preds, extra = _seq2seq_outputs(task, dm, loader)
+    elif cfg.task == "detect":
+        labels, preds, extra = _detect_outputs(task, loader, out_dir, f"{cfg.get('name') or run_dir.name}: {split}")
     else:
         regress = cfg.task == "regress"
         with torch.no_grad():  # class labels, or real values for regression
@@ -110,6 +112,8 @@ def evaluate(run_dir: Path, out_dir: Path, split: str = "test", ckpt: str | None
         if split == "test" and getattr(task, "test_confusion", None) is not None:  # classification
             log_confusion_matrix(task.test_confusion, out_dir, cfg.data.name)
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
+        if extra.get("detections_plot"):
+            mlflow.log_artifact(extra["detections_plot"], "plots")
     return {"name": cfg.get("name") or run_dir.name, "run_id": info["run_id"], "experiment": info["experiment"],
             "task": cfg.task, "model": cfg.model.name, "dataset": cfg.data.name,
             "num_params": info.get("num_params"), "flops": info.get("flops"), "epoch_time_s": info.get("epoch_time_s"),
@@ -147,6 +151,43 @@ def _seq2seq_outputs(task, dm, loader):
     extra = {"exact_by_length": {n: float(np.mean(v)) for n, v in sorted(by_length.items(), key=lambda kv: int(kv[0]))},
              "train_lengths": [int(train_lens.min()), int(train_lens.max())]}
     return np.concatenate(actual), np.concatenate(predicted), extra
+
+
+def _detect_outputs(task, loader, out_dir: Path, title: str, min_score: float = 0.3, n_drawn: int = 16):
+    """Detection: (true, predicted) class pairs for a confusion plot -- each detection scoring at least
+    ``min_score``, best first, is matched to the unmatched true box it overlaps most (IoU >= 0.5, any class);
+    unmatched detections count as (background, class), missed boxes as (class, background) -- and a plot of
+    the first ``n_drawn`` images with their true and predicted boxes."""
+    import numpy as np
+    import torch
+
+    from dlzoo.models.boxes import box_iou
+    from dlzoo.report.detection import draw_detections
+
+    actual, predicted, drawn = [], [], None
+    for x, targets in loader:
+        dets = task.predict(x)
+        if drawn is None:
+            drawn = draw_detections(x[:n_drawn], targets[:n_drawn], dets[:n_drawn], out_dir / "plots" / "detections.png",
+                                    min_score, title=f"{title} (green: true, red: detected)")
+        for det, tgt in zip(dets, targets):
+            tgt = tgt[tgt[:, 0] >= 0]
+            sure = det["scores"] >= min_score
+            boxes, labels = det["boxes"][sure], det["labels"][sure]  # already sorted by score
+            free = torch.ones(len(tgt))  # 1 = true box not matched yet
+            iou = box_iou(boxes[:, None], tgt[None, :, 1:]) if len(tgt) else None  # (dets, true)
+            for i, label in enumerate(labels.tolist()):
+                j = int((iou[i] * free).argmax()) if iou is not None else -1
+                if j >= 0 and iou[i, j] * free[j] >= 0.5:
+                    free[j] = 0.0
+                    actual.append(str(int(tgt[j, 0])))
+                else:
+                    actual.append("background")
+                predicted.append(str(label))
+            for j in free.nonzero().squeeze(1).tolist():
+                actual.append(str(int(tgt[j, 0])))
+                predicted.append("background")
+    return np.array(actual), np.array(predicted), {"detections_plot": str(drawn)}
 
 
 def main(argv: list[str] | None = None) -> None:
