@@ -107,21 +107,21 @@ def test_yolo_output_layout():
 def test_yolo_loss_is_zero_for_a_perfect_prediction_and_grows_with_box_error():
     net = yolo_net()
     targets = targets_of(canvases(8))
-    loss, parts = net.loss(perfect_output(net, targets), targets)
+    loss, parts = net.loss_from_output(perfect_output(net, targets), targets)
     assert loss.item() < 1e-5, parts
-    losses = [net.loss(perfect_output(net, targets, error), targets)[0].item() for error in (0.05, 0.1, 0.2, 0.4)]
+    losses = [net.loss_from_output(perfect_output(net, targets, error), targets)[0].item() for error in (0.05, 0.1, 0.2, 0.4)]
     assert losses[0] > 1e-3 and all(a < b for a, b in zip(losses, losses[1:])), losses
     # a wrong class and a missed object count too
     wrong = perfect_output(net, targets)
     wrong[..., 10:] = -wrong[..., 10:]
-    assert net.loss(wrong, targets)[1]["cls"] > 1.0
+    assert net.loss_from_output(wrong, targets)[1]["cls"] > 1.0
 
 
 def test_yolo_decoding_recovers_the_encoded_targets():
     net = yolo_net()
     c = canvases(16)
     targets = targets_of(c)
-    dets = net.detect(perfect_output(net, targets), score_threshold=0.5)
+    dets = net.decode(perfect_output(net, targets), score_threshold=0.5)
     for det, t in zip(dets, targets):
         t = t[t[:, 0] >= 0]
         order = det["boxes"][:, 0].argsort()
@@ -139,7 +139,7 @@ def test_yolo_learns_to_overfit_a_small_batch():
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     first = None
     for _ in range(25):
-        loss, _ = net.loss(net(x), targets)
+        loss, _ = net.loss(x, targets)
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
@@ -188,18 +188,19 @@ def test_canvases_are_seeded_and_boxes_hold_the_ink():
 
 
 def test_prepared_detection_splits_and_fresh_canvases(splits_dir):
-    from dlzoo.data.detection import DetectionDataModule
+    from dlzoo.data.detection import DetectionDataModule, FreshCanvases
 
     dm = DetectionDataModule("digits_detect", splits_dir, batch_size=32, fresh_canvases=True)
     dm.setup()
     assert dm.input_shape == (1, 64, 64) and len(dm.datasets["test"]) == 1000
-    loader = dm.train_dataloader()
-    first, second = next(iter(loader)), next(iter(loader))  # two epochs
-    assert first[0].shape == (32, 1, 64, 64) and first[1].shape == (32, 4, 5)
-    assert not torch.equal(first[0], second[0])
-    again = DetectionDataModule("digits_detect", splits_dir, batch_size=32, fresh_canvases=True)
-    again.setup()
-    assert torch.equal(next(iter(again.train_dataloader()))[0], first[0])  # seeded by (seed, epoch)
+    assert isinstance(dm.train_dataloader().dataset, FreshCanvases)
+    x, t = next(iter(DetectionDataModule("digits_detect", splits_dir, batch_size=32).train_dataloader()))
+    assert x.shape == (32, 1, 64, 64) and t.shape == (32, 4, 5)  # the prepared canvases
+    fresh = FreshCanvases(GLYPHS, GLYPH_LABELS, 8, seed=0, size=64, max_objects=4)
+    first, second = [torch.stack([x for x, _ in fresh]) for _ in range(2)]  # two epochs
+    assert first.shape == (8, 1, 64, 64) and not torch.equal(first, second)
+    again = torch.stack([x for x, _ in FreshCanvases(GLYPHS, GLYPH_LABELS, 8, seed=0, size=64, max_objects=4)])
+    assert torch.equal(again, first)  # seeded by (seed, epoch)
 
 
 # ---- end to end ----------------------------------------------------------------------------------------------
@@ -212,7 +213,8 @@ def test_detect_task_trains_evaluates_and_draws(project):
 
     out = project / "out" / "yolo"
     cfg = compose(["experiment=digits_yolo", *FAST, "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-                   "train.log_model=false", "train.test=false", "data.fresh_canvases=false"])
+                   "+trainer.limit_val_batches=2", "train.test=false", "data.fresh_canvases=false",
+                   "detect.score_threshold=0.2", "detect.max_detections=10"])  # few boxes: an untrained net's are noise
     run(cfg, out, ["experiment=digits_yolo"])
     row = evaluate(out, project / "eval")
     assert row["task"] == "detect" and 0.0 <= row["test/map"] <= row["test/map50"] <= 1.0
@@ -229,3 +231,17 @@ def test_yolo_reaches_its_bar(project):
     test = run(cfg, project / "out" / "digits_yolo", ["experiment=digits_yolo"])["test"]
     print(f"digits_yolo: test/map50={test['test/map50']:.4f} test/map={test['test/map']:.4f}")
     assert test["test/map50"] >= 0.95 and test["test/map"] >= 0.70
+
+
+def test_report_section_tabulates_detectors(tmp_path):
+    from dlzoo.report.sections import SECTIONS
+    from dlzoo.report.sections.detection import section
+
+    assert section in SECTIONS
+    rows = [{"name": "digits_yolo", "task": "detect", "model": "yolo", "test/map50": 0.97, "test/map": 0.72,
+             "test/images_per_s": 900.0, "test/ap_0": 0.8, "test/ap_1": 0.6, "num_params": 247684, "epochs": 20},
+            {"name": "digits_mlp", "task": "classify", "test/acc": 0.97}]
+    md = section(rows, tmp_path)
+    assert "| digits_yolo | yolo | 0.970 | 0.720 | 900 | 247,684 | 20 |" in md and "digits_mlp" not in md
+    assert "| digits_yolo | 0.80 | 0.60 |" in md
+    assert section(rows[1:], tmp_path) is None

@@ -17,6 +17,9 @@ INPUTS = {"lenet5": [(1, 28, 28), (1, 32, 32), (3, 32, 32)], "cnn1d": SIGNAL, "m
           "transformer_seq2seq": [(7,)], "lstm_seq2seq": [(7,)]}
 # Encoder-decoders take token ids (src, tgt_in) and return (B, T, vocab) logits.
 SEQ2SEQ = {"transformer_seq2seq", "lstm_seq2seq"}
+# Detectors return raw (N, ...) outputs: their own test file checks the layout (tests/test_detection.py).
+DETECTORS = {"yolo": (8, 8, 2 * 5 + 10)}
+INPUTS.update({name: [(1, 64, 64)] for name in DETECTORS})
 CASES = [(name, shape) for name in list_models() for shape in INPUTS.get(name, IMAGES)]
 
 
@@ -34,6 +37,11 @@ def test_forward_backward_shapes(name, shape):
     net = get_model(name, input_shape=shape, num_classes=10)
     x = torch.randn(2, *shape)
     out = net(x)
+    if name in DETECTORS:
+        assert out.shape == (2, *DETECTORS[name])
+        out.sum().backward()
+        assert all(p.grad is not None for p in net.parameters())
+        return
     outs = out if isinstance(out, tuple) else (out,)  # training mode: (logits, *aux_logits) for GoogLeNet
     assert all(o.shape == (2, 10) for o in outs)
     sum(o.sum() for o in outs).backward()

@@ -71,6 +71,7 @@ class DetectionDataModule(pl.LightningDataModule):
         return DataLoader(self.datasets[split], batch_size=self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
+        self.setup()
         if self.fresh_canvases:
             folder = self.splits_dir / self.name
             x, t = self.datasets["train"].tensors

@@ -72,28 +72,26 @@ class DetectionTask(pl.LightningModule):
         return self.net(x)
 
     def predict(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Final detections of a batch of images (eval mode, no gradient)."""
+        """Final detections of a batch of images (no gradient)."""
         with torch.no_grad():
-            return self.net.detect(self.net(x), self.hparams.score_threshold, self.hparams.nms_iou,
-                                   self.hparams.max_detections)
+            return self.net.detect(x, self.hparams.score_threshold, self.hparams.nms_iou, self.hparams.max_detections)
 
     def training_step(self, batch, batch_idx):
         from dlzoo.training.optim import penalised
 
         x, targets = batch
-        loss, parts = self.net.loss(self(x), targets)
+        loss, parts = self.net.loss(x, targets)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         self.log_dict({f"train/{k}_loss": v for k, v in parts.items()}, on_step=False, on_epoch=True, batch_size=len(x))
         return penalised(self, loss, self.net, self.hparams.l1, self.hparams.l2_penalty)
 
     def _eval_step(self, prefix: str, batch) -> None:
         x, targets = batch
+        self.log(f"{prefix}/loss", self.net.loss(x, targets)[0], on_epoch=True, prog_bar=True, batch_size=len(x))
         started = time.perf_counter()
-        out = self(x)
-        dets = self.net.detect(out, self.hparams.score_threshold, self.hparams.nms_iou, self.hparams.max_detections)
+        dets = self.predict(x)
         self._timing[0] += time.perf_counter() - started
         self._timing[1] += len(x)
-        self.log(f"{prefix}/loss", self.net.loss(out, targets)[0], on_epoch=True, prog_bar=True, batch_size=len(x))
         self._outputs[0].extend({k: v.cpu() for k, v in d.items()} for d in dets)
         self._outputs[1].extend(targets.cpu())
 

@@ -25,3 +25,7 @@ SECTIONS += [regression.linear_vs_closed_form, comparisons.optimizers, compariso
 from dlzoo.report.sections.architectures import architectures  # noqa: E402
 
 SECTIONS.append(architectures)
+
+from dlzoo.report.sections import detection  # noqa: E402
+
+SECTIONS.append(detection.section)
