@@ -28,6 +28,9 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
               # no trainer here to count the steps of the run
               **{("scheduler", o): ["scheduler.total_steps=100"] for o in ("onecycle", "warmup_cosine", "warmup_linear")},
               **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")}}
+DETECT = ["data=digits_detect", "task=detect"]
+COMPATIBLE.update({("data", "digits_detect"): ["model=yolo", "task=detect"], ("model", "yolo"): DETECT,
+                   ("model", "rcnn"): DETECT})
 
 
 def options(group: str) -> list[str]:
@@ -53,6 +56,8 @@ def test_every_option_composes_validates_and_builds(group, option, project):
     x, y = next(iter(dm.train_dataloader()))
     if cfg.task == "seq2seq":  # (src, tgt) token ids -> (B, T, vocab) teacher-forced logits
         assert task(x, y[:, :-1]).shape == (*y[:, :-1].shape, dm.num_classes)
+    elif cfg.task == "detect":  # images -> one {boxes, scores, labels} per image
+        assert len(task.eval().predict(x[:2])) == 2
     else:
         assert task.eval()(x).shape == (x.shape[0], dm.num_classes)  # eval: logits only (no GoogLeNet aux heads)
     assert task.configure_optimizers() is not None

@@ -147,6 +147,38 @@ def test_yolo_learns_to_overfit_a_small_batch():
     assert loss.item() < 0.3 * first
 
 
+# ---- R-CNN: proposals, warped regions, box regression, sampling ---------------------------------------------
+
+def test_rcnn_regions_deltas_and_training_samples():
+    from dlzoo.models.detection import crop_regions, decode_deltas, encode_deltas
+
+    x = torch.from_numpy(canvases(4)["x"]).float().div(255).unsqueeze(1)
+    # a 12x12 region warped to 12x12 is the region itself; a 24x24 one is its 2x2 average (bilinear, centred)
+    regions = torch.tensor([[8.0, 4, 20, 16], [0, 0, 24, 24]]).expand(4, 2, 4)
+    crops = crop_regions(x, regions, 12)  # (8, 1, 12, 12)
+    assert torch.allclose(crops[0, 0], x[0, 0, 4:16, 8:20], atol=1e-5)
+    assert torch.allclose(crops[1, 0], torch.nn.functional.avg_pool2d(x[:1, :, :24, :24], 2)[0, 0], atol=1e-5)
+    gt = torch.tensor([[10.0, 5, 18, 25], [30, 30, 40, 44]])
+    proposals = torch.tensor([[8.0, 4, 20, 16], [28, 32, 42, 40]])
+    assert torch.allclose(decode_deltas(encode_deltas(gt, proposals), proposals), gt, atol=1e-5)
+
+    net = get_model("rcnn", input_shape=(1, 64, 64), num_classes=10, samples=32, positive_fraction=0.25)
+    targets = targets_of(canvases(4))
+    torch.manual_seed(0)
+    idx, labels, matched = net._sample(targets)
+    assert idx.shape == labels.shape == (4, 32)
+    iou = box_iou(net.proposals[idx], matched)
+    pos = labels < 10
+    assert 0 < pos.sum(1).max() <= 8 and (iou[pos] >= 0.5).all()
+    assert all(set(l[p].tolist()) <= set(t[t[:, 0] >= 0, 0].long().tolist()) for l, p, t in zip(labels, pos, targets))
+    best = box_iou(net.proposals[idx][:, :, None], targets[:, None, :, 1:]).masked_fill(targets[:, None, :, 0] < 0, 0)
+    assert (best.amax(-1)[~pos] < 0.3).all()  # background regions overlap no digit much
+    loss, parts = net.loss(x, targets)
+    assert set(parts) == {"cls", "box"} and loss.item() > 0
+    dets = net.eval().detect(x[:1], score_threshold=0.0, max_detections=7)
+    assert len(dets[0]["boxes"]) == 7 and (dets[0]["boxes"] >= 0).all() and (dets[0]["boxes"] <= 64).all()
+
+
 # ---- mAP -----------------------------------------------------------------------------------------------------
 
 def _as_detections(targets: torch.Tensor, shift: float = 0.0) -> list[dict[str, torch.Tensor]]:

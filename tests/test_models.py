@@ -18,7 +18,7 @@ INPUTS = {"lenet5": [(1, 28, 28), (1, 32, 32), (3, 32, 32)], "cnn1d": SIGNAL, "m
 # Encoder-decoders take token ids (src, tgt_in) and return (B, T, vocab) logits.
 SEQ2SEQ = {"transformer_seq2seq", "lstm_seq2seq"}
 # Detectors return raw (N, ...) outputs: their own test file checks the layout (tests/test_detection.py).
-DETECTORS = {"yolo": (8, 8, 2 * 5 + 10)}
+DETECTORS = {"yolo": (8, 8, 2 * 5 + 10), "rcnn": (663, 10 + 1 + 4)}  # rcnn: (proposals, C + 1 + 4)
 INPUTS.update({name: [(1, 64, 64)] for name in DETECTORS})
 CASES = [(name, shape) for name in list_models() for shape in INPUTS.get(name, IMAGES)]
 
