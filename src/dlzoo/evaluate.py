@@ -154,39 +154,39 @@ def _seq2seq_outputs(task, dm, loader):
 
 
 def _detect_outputs(task, loader, out_dir: Path, title: str, min_score: float = 0.3, n_drawn: int = 16):
-    """Detection: (true, predicted) class pairs for a confusion plot -- each detection scoring at least
-    ``min_score``, best first, is matched to the unmatched true box it overlaps most (IoU >= 0.5, any class);
-    unmatched detections count as (background, class), missed boxes as (class, background) -- and a plot of
-    the first ``n_drawn`` images with their true and predicted boxes."""
+    """Detection, from the detections of the test pass just run: (true, predicted) class pairs for a
+    confusion plot -- each detection scoring at least ``min_score``, best first, is matched to the unmatched
+    true box it overlaps most (IoU >= 0.5, any class); unmatched detections count as (background, class),
+    missed boxes as (class, background) -- and a plot of the first ``n_drawn`` images with their true and
+    predicted boxes."""
     import numpy as np
     import torch
 
     from dlzoo.models.boxes import box_iou
     from dlzoo.report.detection import draw_detections
 
-    actual, predicted, drawn = [], [], None
-    for x, targets in loader:
-        dets = task.predict(x)
-        if drawn is None:
-            drawn = draw_detections(x[:n_drawn], targets[:n_drawn], dets[:n_drawn], out_dir / "plots" / "detections.png",
-                                    min_score, title=f"{title} (green: true, red: detected)")
-        for det, tgt in zip(dets, targets):
-            tgt = tgt[tgt[:, 0] >= 0]
-            sure = det["scores"] >= min_score
-            boxes, labels = det["boxes"][sure], det["labels"][sure]  # already sorted by score
-            free = torch.ones(len(tgt))  # 1 = true box not matched yet
-            iou = box_iou(boxes[:, None], tgt[None, :, 1:]) if len(tgt) else None  # (dets, true)
-            for i, label in enumerate(labels.tolist()):
-                j = int((iou[i] * free).argmax()) if iou is not None else -1
-                if j >= 0 and iou[i, j] * free[j] >= 0.5:
-                    free[j] = 0.0
-                    actual.append(str(int(tgt[j, 0])))
-                else:
-                    actual.append("background")
-                predicted.append(str(label))
-            for j in free.nonzero().squeeze(1).tolist():
+    detections, targets = task.test_outputs
+    x = next(iter(loader))[0][:n_drawn]  # the first images of the split (one batch)
+    drawn = draw_detections(x, torch.stack(targets[:len(x)]), detections[:len(x)], out_dir / "plots" / "detections.png",
+                            min_score, title=f"{title} (green: true, red: detected)")
+    actual, predicted = [], []
+    for det, tgt in zip(detections, targets):
+        tgt = tgt[tgt[:, 0] >= 0]
+        sure = det["scores"] >= min_score
+        boxes, labels = det["boxes"][sure], det["labels"][sure]  # already sorted by score
+        free = torch.ones(len(tgt))  # 1 = true box not matched yet
+        iou = box_iou(boxes[:, None], tgt[None, :, 1:]) if len(tgt) else None  # (detections, true boxes)
+        for i, label in enumerate(labels.tolist()):
+            j = int((iou[i] * free).argmax()) if iou is not None else -1
+            if j >= 0 and iou[i, j] * free[j] >= 0.5:
+                free[j] = 0.0
                 actual.append(str(int(tgt[j, 0])))
-                predicted.append("background")
+            else:
+                actual.append("background")
+            predicted.append(str(label))
+        for j in free.nonzero().squeeze(1).tolist():
+            actual.append(str(int(tgt[j, 0])))
+            predicted.append("background")
     return np.array(actual), np.array(predicted), {"detections_plot": str(drawn)}
 
 

@@ -67,6 +67,7 @@ class DetectionTask(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self._outputs: tuple[list, list] = ([], [])  # (detections, targets) of the current eval epoch
         self._timing = [0.0, 0]  # seconds, images of test-time detection
+        self.test_outputs: tuple[list, list] = ([], [])  # (detections, targets) of the last test epoch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -103,6 +104,8 @@ class DetectionTask(pl.LightningModule):
             self.log_dict({f"{prefix}/{k}": v for k, v in result.items() if k.startswith("ap_")})
             self.log(f"{prefix}/images_per_s", self._timing[1] / max(self._timing[0], 1e-9))
             self.log(f"{prefix}/num_samples", float(self._timing[1]))
+        if prefix == "test":  # kept for the evaluate stage's plots (no second pass over the split)
+            self.test_outputs = self._outputs
         self._outputs = ([], [])
         self._timing = [0.0, 0]
 
