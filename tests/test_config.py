@@ -28,8 +28,8 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
               # no trainer here to count the steps of the run
               **{("scheduler", o): ["scheduler.total_steps=100"] for o in ("onecycle", "warmup_cosine", "warmup_linear")},
               **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")}}
-DETECT = ["data=digits_detect", "task=detect"]
-COMPATIBLE.update({("data", "digits_detect"): ["model=yolo", "task=detect"], ("model", "yolo"): DETECT,
+DETECT = ["data=digits_detect", "task=detect", "callbacks.model_checkpoint.monitor=val/map"]
+COMPATIBLE.update({("data", "digits_detect"): [*DETECT, "model=yolo"], ("model", "yolo"): DETECT,
                    ("model", "rcnn"): DETECT})
 
 

@@ -257,6 +257,15 @@ def test_detect_task_trains_evaluates_and_draws(project):
     json.dumps(row)
 
 
+def test_detect_task_refuses_a_checkpoint_on_val_acc():
+    from dlzoo import builders
+    from dlzoo.errors import ConfigError
+
+    cfg = compose(["task=detect", "data=digits_detect", "model=yolo"])
+    with pytest.raises(ConfigError, match="val/map"):
+        builders.build_task(cfg, yolo_net(), 10)
+
+
 @pytest.mark.slow
 def test_yolo_reaches_its_bar(project):
     from dlzoo.train import run

@@ -165,6 +165,11 @@ TASKS = {"classify": _classify_task, "regress": _regress_task, "distill": _disti
 def _detect_task(cfg: DictConfig, net, num_classes: int):
     from dlzoo.tasks.detect import DetectionTask
 
+    if OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor") == "val/acc":
+        from dlzoo.errors import ConfigError
+
+        raise ConfigError("task=detect logs no val/acc for the checkpoint to monitor: add "
+                          "callbacks.model_checkpoint.monitor=val/map, or start from experiment=digits_yolo")
     detect = OmegaConf.to_container(cfg.detect, resolve=True) if cfg.get("detect") else {}
     return DetectionTask(net, num_classes, **_training_kwargs(cfg), **detect)
 
