@@ -31,6 +31,10 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
               **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")},
               **{("model", m): ["experiment=digits_vae", f"model={m}"] for m in ("ae", "vae", "cvae")},
               ("model", "gan_mlp"): ["experiment=ring_gan"], ("data", "ring8"): ["experiment=ring_gan"]}
+              **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")}}
+DETECT = ["data=digits_detect", "task=detect", "callbacks.model_checkpoint.monitor=val/map"]
+COMPATIBLE.update({("data", "digits_detect"): [*DETECT, "model=yolo"], ("model", "yolo"): DETECT,
+                   ("model", "rcnn"): DETECT})
 
 
 def options(group: str) -> list[str]:
@@ -60,6 +64,8 @@ def test_every_option_composes_validates_and_builds(group, option, project):
         assert task.eval()(x, y)[0].shape == x.shape
     elif cfg.task == "gan":  # latent codes -> samples of the data's shape
         assert task(torch.randn(len(x), task.net.latent_dim)).shape == x.shape
+    elif cfg.task == "detect":  # images -> one {boxes, scores, labels} per image
+        assert len(task.eval().predict(x[:2])) == 2
     else:
         assert task.eval()(x).shape == (x.shape[0], dm.num_classes)  # eval: logits only (no GoogLeNet aux heads)
     assert task.configure_optimizers() is not None

@@ -20,6 +20,9 @@ SEQ2SEQ = {"transformer_seq2seq", "lstm_seq2seq"}
 # Generative networks (dlzoo.models.generative): autoencode(x[, y]) -> (reconstruction logits, mu, logvar); z -> x.
 INPUTS |= {"ae": [(1, 8, 8)], "vae": [(1, 8, 8)], "cvae": [(1, 8, 8)], "gan_mlp": [(1, 2), (1, 8, 8)]}
 AUTOENCODERS, GANS = {"ae", "vae", "cvae"}, {"gan_mlp"}
+# Detectors return raw (N, ...) outputs: their own test file checks the layout (tests/test_detection.py).
+DETECTORS = {"yolo": (8, 8, 2 * 5 + 10), "rcnn": (663, 10 + 1 + 4)}  # rcnn: (proposals, C + 1 + 4)
+INPUTS.update({name: [(1, 64, 64)] for name in DETECTORS})
 CASES = [(name, shape) for name in list_models() for shape in INPUTS.get(name, IMAGES)]
 
 
@@ -40,6 +43,11 @@ def test_forward_backward_shapes(name, shape):
         return
     x = torch.randn(2, *shape)
     out = net(x)
+    if name in DETECTORS:
+        assert out.shape == (2, *DETECTORS[name])
+        out.sum().backward()
+        assert all(p.grad is not None for p in net.parameters())
+        return
     outs = out if isinstance(out, tuple) else (out,)  # training mode: (logits, *aux_logits) for GoogLeNet
     assert all(o.shape == (2, 10) for o in outs)
     sum(o.sum() for o in outs).backward()

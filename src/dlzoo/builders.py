@@ -34,6 +34,11 @@ def build_datamodule(cfg: DictConfig):
         from dlzoo.data.seq2seq import Seq2SeqDataModule
 
         return Seq2SeqDataModule(cfg.data.name, project_root() / "artifacts" / "splits", cfg.data.batch_size, cfg.seed)
+    if cfg.data.get("kind") == "detection":
+        from dlzoo.data.detection import DetectionDataModule
+
+        return DetectionDataModule(cfg.data.name, project_root() / "artifacts" / "splits", cfg.data.batch_size, cfg.seed,
+                                   fresh_canvases=cfg.data.get("fresh_canvases", False))
     image_size = cfg.model.get("image_size") or cfg.data.get("image_size")
     reg = cfg.get("regularizer") or {}
     cls = RegressionDataModule if cfg.get("task") == "regress" else ArrayDataModule
@@ -190,6 +195,21 @@ def _gan_task(cfg: DictConfig, net, num_classes: int):
 # cfg.task -> builder(cfg, net, num_classes) of the task's LightningModule. Tasks register here.
 TASKS = {"classify": _classify_task, "regress": _regress_task, "distill": _distill_task, "seq2seq": _seq2seq_task,
          "autoencode": _autoencode_task, "gan": _gan_task}
+
+
+def _detect_task(cfg: DictConfig, net, num_classes: int):
+    from dlzoo.tasks.detect import DetectionTask
+
+    if OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor") == "val/acc":
+        from dlzoo.errors import ConfigError
+
+        raise ConfigError("task=detect logs no val/acc for the checkpoint to monitor: add "
+                          "callbacks.model_checkpoint.monitor=val/map, or start from experiment=digits_yolo")
+    detect = OmegaConf.to_container(cfg.detect, resolve=True) if cfg.get("detect") else {}
+    return DetectionTask(net, num_classes, **_training_kwargs(cfg), **detect)
+
+
+TASKS["detect"] = _detect_task
 
 
 def build_task(cfg: DictConfig, net, num_classes: int):

@@ -87,6 +87,16 @@ RULES: dict[str, tuple[Check, str]] = {
     "distill.temperature": POSITIVE,
     "distill.alpha": (lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]"),
 }
+# detection (task=detect)
+RULES.update({
+    "model.grid": POS_INT,
+    "model.boxes": POS_INT,
+    "model.lambda_coord": NON_NEGATIVE,
+    "model.lambda_noobj": NON_NEGATIVE,
+    "detect.score_threshold": UNIT_OPEN,
+    "detect.nms_iou": (lambda v: _num(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "detect.max_detections": POS_INT,
+})
 
 _MISSING = object()
 

@@ -127,6 +127,8 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
     elif hasattr(task, "evaluation_outputs"):  # generative tasks: latent clusters / sample modes, figures
         labels, preds, more, figures = task.evaluation_outputs(dm, split, out_dir / "plots")
         metrics |= more
+    elif cfg.task == "detect":
+        labels, preds, extra = _detect_outputs(task, loader, out_dir, f"{cfg.get('name') or Path(str(run_dir)).name}: {split}")
     else:
         regress = cfg.task == "regress"
         with torch.no_grad():  # class labels, or real values for regression
@@ -150,6 +152,8 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
         for path in figures:
             mlflow.log_artifact(str(path), "plots")
+        if extra.get("detections_plot"):
+            mlflow.log_artifact(extra["detections_plot"], "plots")
     registered = info.get("registered")
     score_key = next((k for k in ("test/acc", "test/r2") if k in metrics), None)
     if register and split == "test" and info.get("model_uri") and not registered and score_key:
@@ -196,6 +200,43 @@ def _seq2seq_outputs(task, dm, loader):
     extra = {"exact_by_length": {n: float(np.mean(v)) for n, v in sorted(by_length.items(), key=lambda kv: int(kv[0]))},
              "train_lengths": [int(train_lens.min()), int(train_lens.max())]}
     return np.concatenate(actual), np.concatenate(predicted), extra
+
+
+def _detect_outputs(task, loader, out_dir: Path, title: str, min_score: float = 0.3, n_drawn: int = 16):
+    """Detection, from the detections of the test pass just run: (true, predicted) class pairs for a
+    confusion plot -- each detection scoring at least ``min_score``, best first, is matched to the unmatched
+    true box it overlaps most (IoU >= 0.5, any class); unmatched detections count as (background, class),
+    missed boxes as (class, background) -- and a plot of the first ``n_drawn`` images with their true and
+    predicted boxes."""
+    import numpy as np
+    import torch
+
+    from dlzoo.models.boxes import box_iou
+    from dlzoo.report.detection import draw_detections
+
+    detections, targets = task.test_outputs
+    x = next(iter(loader))[0][:n_drawn]  # the first images of the split (one batch)
+    drawn = draw_detections(x, torch.stack(targets[:len(x)]), detections[:len(x)], out_dir / "plots" / "detections.png",
+                            min_score, title=f"{title} (green: true, red: detected)")
+    actual, predicted = [], []
+    for det, tgt in zip(detections, targets):
+        tgt = tgt[tgt[:, 0] >= 0]
+        sure = det["scores"] >= min_score
+        boxes, labels = det["boxes"][sure], det["labels"][sure]  # already sorted by score
+        free = torch.ones(len(tgt))  # 1 = true box not matched yet
+        iou = box_iou(boxes[:, None], tgt[None, :, 1:]) if len(tgt) else None  # (detections, true boxes)
+        for i, label in enumerate(labels.tolist()):
+            j = int((iou[i] * free).argmax()) if iou is not None else -1
+            if j >= 0 and iou[i, j] * free[j] >= 0.5:
+                free[j] = 0.0
+                actual.append(str(int(tgt[j, 0])))
+            else:
+                actual.append("background")
+            predicted.append(str(label))
+        for j in free.nonzero().squeeze(1).tolist():
+            actual.append(str(int(tgt[j, 0])))
+            predicted.append("background")
+    return np.array(actual), np.array(predicted), {"detections_plot": str(drawn)}
 
 
 def main(argv: list[str] | None = None) -> None:

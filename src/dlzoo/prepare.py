@@ -110,6 +110,25 @@ def _diabetes(arr, out: Path, seed: int, val_fraction: float, test_fraction: flo
     return _sizes(train=y_tr, val=y_va, test=y_te)
 
 
+@preparer("digits_detect")
+def _digits_detect(arr, out: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+    # detection canvases (dlzoo.data.canvas): each split pastes only the digits of the same split of `digits`
+    # (same seed and fractions), so no test glyph is seen in training; the train glyphs are kept for the
+    # datamodule's fresh-canvases-every-epoch option.
+    from dlzoo.data.canvas import SIZES, make_canvases
+
+    x, y = arr("digits", "x.npy") / 16.0, arr("digits", "y.npy")
+    x_pool, x_te, y_pool, y_te = _split(x, y, test_fraction, seed)
+    x_tr, x_va, y_tr, y_va = _split(x_pool, y_pool, val_fraction, seed)
+    glyphs = {"train": (x_tr, y_tr), "val": (x_va, y_va), "test": (x_te, y_te)}
+    arrays: dict[str, np.ndarray] = {"glyphs_train": x_tr.astype(np.float32), "glyph_labels_train": y_tr}
+    for i, (split, (gx, gy)) in enumerate(glyphs.items()):
+        canvases = make_canvases(gx, gy, SIZES[split], np.random.default_rng([seed, i]))
+        arrays.update({f"{k}_{split}": v for k, v in canvases.items()})
+    save_arrays(out, **arrays)
+    return {split: SIZES[split] for split in glyphs}
+
+
 # The seeded 1-D synthetic regression function: y = sin(2x) + 0.3 x + N(0, 0.1^2), x ~ U(-3, 3).
 SYNTH1D_SIZE, SYNTH1D_NOISE = 1000, 0.1
 

@@ -8,3 +8,4 @@ from dlzoo.models.registry import get_model, list_models, register_model  # noqa
 from dlzoo.models import (  # noqa: F401,E402  (registers the families)
     alexnet, cnn1d, densenet, generative, googlenet, lenet, mlp, mobilenet, resnet, rnn, seq2seq, transformer, vgg,
 )
+from dlzoo.models import detection  # noqa: F401,E402  (detectors: forward + loss + detect)

@@ -29,3 +29,6 @@ SECTIONS.append(architectures)
 from dlzoo.report.sections.generative import generative  # noqa: E402
 
 SECTIONS.append(generative)
+from dlzoo.report.sections import detection  # noqa: E402
+
+SECTIONS.append(detection.section)
