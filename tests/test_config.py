@@ -31,7 +31,6 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
               **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")},
               **{("model", m): ["experiment=digits_vae", f"model={m}"] for m in ("ae", "vae", "cvae")},
               ("model", "gan_mlp"): ["experiment=ring_gan"], ("data", "ring8"): ["experiment=ring_gan"]}
-              **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")}}
 DETECT = ["data=digits_detect", "task=detect", "callbacks.model_checkpoint.monitor=val/map"]
 COMPATIBLE.update({("data", "digits_detect"): [*DETECT, "model=yolo"], ("model", "yolo"): DETECT,
                    ("model", "rcnn"): DETECT})
