@@ -34,8 +34,8 @@ def load_rows(metrics_dir: Path) -> list[dict]:
 def by_dataset(rows: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        # comparisons and generative runs (no accuracy to rank by) have their own report sections
-        if "comparison" not in r and r.get("task") not in ("autoencode", "gan"):
+        # comparisons, generative and detection runs (no accuracy or R^2 to rank by) have their own sections
+        if "comparison" not in r and r.get("task") not in ("autoencode", "gan", "detect"):
             groups.setdefault(r.get("dataset", "?"), []).append(r)
     for g in groups.values():
         key = score_key(g)
