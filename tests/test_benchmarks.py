@@ -8,20 +8,20 @@ import json
 from conftest import ROOT, run_cli
 
 
-def test_throughput_benchmark_compares_raw_loop_and_pipeline(tmp_path):
+def test_throughput_benchmark_compares_raw_loop_and_pipeline(project, tmp_path):
     out = tmp_path / "t.json"
     r = run_cli([str(ROOT / "benchmarks/throughput.py"), "--models", "lenet5", "--epochs", "2", "--repeats", "1",
-                 "--out", str(out)], cwd=ROOT, timeout=600)
+                 "--out", str(out)], cwd=project, timeout=600)  # a project with prepared splits
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())["results"]["lenet5"]
     raw, ours, ratio = res["raw_samples_per_s"]["median"], res["dlzoo_samples_per_s"]["median"], res["ratio"]["median"]
     assert raw > 0 and ours > 0 and abs(ratio - ours / raw) < 1e-9
 
 
-def test_startup_benchmark_checks_that_help_does_not_import_lightning(tmp_path):
+def test_startup_benchmark_checks_that_help_does_not_import_lightning(project, tmp_path):
     out = tmp_path / "s.json"
     r = run_cli([str(ROOT / "benchmarks/startup.py"), "--repeats", "1", "--commands", "report --help,train --cfg job",
-                 "--out", str(out)], cwd=ROOT, timeout=300)
+                 "--out", str(out)], cwd=project, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())["results"]
     assert set(res) == {"report --help", "train --cfg job"}
