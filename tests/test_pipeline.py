@@ -180,8 +180,9 @@ def test_models_registered_evaluated_and_predicted_by_uri(repo):
     predicted = [int(r["label"]) for r in csv.DictReader((repo / "pred.csv").open())]
     pipeline = [int(r["predicted"]) for r in csv.DictReader((repo / "artifacts/eval/digits_mlp/predictions.csv").open())]
     assert predicted == pipeline[:25]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # mlflow.set_tracking_uri() sets it
     r = subprocess.run([sys.executable, "-m", "dlzoo.predict", "models:/digits-nope@best", "samples.npy"], cwd=repo,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "digits-mlp" in r.stderr  # the error lists the registered models
 
 
