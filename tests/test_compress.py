@@ -214,3 +214,23 @@ def test_unknown_recipe_lists_choices(project):
 
     with pytest.raises(ValueError, match="prune_global"):
         load_recipe("nosuch")
+
+
+def test_qat_model_runs_after_its_deterministic_fine_tuning():
+    """QAT fine-tunes with Trainer(deterministic=True), which turns strict determinism back on; quantized CPU
+    kernels have no deterministic variant, so the converted model must still run (it raised in `make run`)."""
+    import torch
+
+    from dlzoo.compress.quantize import quantize_qat
+    from dlzoo.models import get_model
+
+    def fine_tune(model):
+        torch.use_deterministic_algorithms(True)  # what Lightning's Trainer(deterministic=True) does
+        return model
+
+    net = get_model("lenet5", input_shape=(1, 32, 32), num_classes=10)
+    try:
+        q = quantize_qat(net, torch.randn(2, 1, 32, 32), fine_tune)
+        assert q(torch.randn(5, 1, 32, 32)).shape == (5, 10)
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -76,4 +76,5 @@ def quantize_qat(model: nn.Module, example: torch.Tensor, train: Callable[[nn.Mo
         warnings.simplefilter("ignore")
         prepared = prepare_qat_fx(copy.deepcopy(model).train(), get_default_qat_qconfig_mapping(backend), (example,))
         prepared = train(prepared)
+        _engine(backend)  # the fine-tuning Trainer(deterministic=True) turned warn_only off again
         return convert_fx(prepared.eval())
