@@ -176,13 +176,20 @@ def test_report_section_shows_accuracy_params_flops_and_epoch_time(tmp_path):
     rows = [{"name": "digits_resnet18", "model": "resnet18", "dataset": "digits", "test/acc": 0.9889,
              "num_params": 701178, "flops": 4346368, "epoch_time_s": 1.234, "epochs": 15},
             {"name": "digits_vgg16", "model": "vgg16", "dataset": "digits", "test/acc": 0.9917,
-             "num_params": 315954, "flops": 952320, "epoch_time_s": 0.5, "epochs": 30}]
+             "num_params": 315954, "flops": 952320, "epoch_time_s": 0.5, "epochs": 30},
+            # not classifiers: their own sections show them
+            {"name": "digits_yolo", "model": "yolo", "dataset": "digits_detect", "task": "detect", "test/map": 0.7,
+             "num_params": 10, "flops": 10, "epochs": 10},
+            {"name": "ring_wgan", "model": "gan_mlp", "dataset": "ring8", "task": "gan", "test/acc": 0.5,
+             "num_params": 10, "flops": 10, "epochs": 10}]
     (tmp_path / "metrics").mkdir()
     for r in rows:
         (tmp_path / "metrics" / f"{r['name']}.json").write_text(json.dumps(r))
     build(tmp_path / "metrics", tmp_path / "reports")
     text = (tmp_path / "reports" / "README.md").read_text()
     section = text[text.index("## Architectures"):]
+    section = section[:section.find("\n## ", 3) if "\n## " in section[3:] else None]
+    assert "digits_yolo" not in section and "ring_wgan" not in section and "### ring8" not in section
     assert "| digits_vgg16 | vgg16 | 0.9917 | 315,954 | 0.95 | 0.50 | 30 |" in section
     assert section.index("digits_vgg16") < section.index("digits_resnet18")  # best first
     assert (tmp_path / "reports" / "architectures_digits.png").stat().st_size > 0

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from dlzoo.errors import DataError, DlzooError
-from dlzoo.paths import project_root
+from dlzoo.paths import project_root, report_json
 
 
 def load_run(run_dir: Path) -> dict:
@@ -258,11 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         summary = evaluate(args.run_dir, out_dir, args.split, args.ckpt, args.register)
     except DlzooError as exc:
         sys.exit(f"error: {exc}")
-    text = json.dumps(summary, indent=2)
-    if args.metrics:
-        args.metrics.parent.mkdir(parents=True, exist_ok=True)
-        args.metrics.write_text(text + "\n")
-    print(text)
+    report_json(summary, args.metrics)
 
 
 if __name__ == "__main__":

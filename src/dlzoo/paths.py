@@ -20,6 +20,17 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
+def report_json(result: dict, path: Path | None) -> None:
+    """Print a command's result as JSON and, when ``path`` is given (a DVC ``metrics:`` file), write it there."""
+    import json
+
+    text = json.dumps(result, indent=2)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    print(text)
+
+
 def conf_dir() -> Path:
     """The Hydra config folder: ``<root>/conf`` of the project being worked on, else the source checkout's."""
     root_conf = project_root() / "conf"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from dlzoo.errors import DlzooError
+from dlzoo.paths import report_json
 
 
 class ClassifierFeatures(nn.Module):
@@ -145,11 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         result = sample_quality(args.run_dir, args.classifier, args.out_dir, args.per_label)
     except DlzooError as exc:
         sys.exit(f"error: {exc}")
-    text = json.dumps(result, indent=2)
-    if args.metrics:
-        args.metrics.parent.mkdir(parents=True, exist_ok=True)
-        args.metrics.write_text(text + "\n")
-    print(text)
+    report_json(result, args.metrics)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # "GPU available: False ...", the litlogger tip: under Hydra's logging they print once per Trainer
+    for name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def hydra_output_dir() -> tuple[Path, list[str]]:
@@ -219,7 +221,7 @@ def _log_run_artifacts(cfg, task, trainer, history, output_dir: Path, info: dict
                    else trainer.datamodule.datasets["val"].tensors[0][:2]).numpy()
         logged = mlflow.pytorch.log_model(net, name="model", input_example=example,
                                           pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-        info["model_uri"] = logged.model_uri  # registered by the evaluate stage (dlzoo.tracking.registry)
+        info["model_uri"] = logged.model_uri  # registered by the test evaluation (dlzoo.evaluate, dlzoo.tracking.registry)
 
 
 def log_confusion_matrix(cm, output_dir: Path, dataset: str) -> Path:
@@ -245,6 +247,12 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
             return search(cfg, output_dir, overrides)["best_value"]
         info = run(cfg, output_dir, overrides, parent_run_id=parent_run_id())
+        if cfg.train.get("metrics") and info["run_id"] is not None:  # rank 0 evaluates, as dlzoo.evaluate does
+            from dlzoo.evaluate import evaluate
+            from dlzoo.paths import report_json
+
+            eval_dir = Path(cfg.train.get("eval_dir") or output_dir / "eval")
+            report_json(evaluate(output_dir, eval_dir), Path(cfg.train.metrics))
     except DlzooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -130,7 +130,7 @@ def latency_us(model: nn.Module, input_shape: tuple[int, ...], batch: int, repea
 
 @torch.no_grad()
 def accuracy(model: nn.Module, loader, num_classes: int) -> float:
-    """Test accuracy as the pipeline's evaluate stage computes it (torchmetrics' MulticlassAccuracy,
+    """Test accuracy as the pipeline's test evaluation computes it (torchmetrics' MulticlassAccuracy,
     macro-averaged by default), so the Δ against the source run compares like with like."""
     from torchmetrics.classification import MulticlassAccuracy
 

@@ -48,12 +48,12 @@ def enrich(rows: list[dict], uri: str | None = None) -> list[str]:
             row["flops"] = int(metrics["model/flops"])
         if "time/epoch_s" in metrics and row.get("epochs"):
             row["train_time_s"] = round(metrics["time/epoch_s"] * row["epochs"], 1)
-        for key in CURVE_METRICS:
-            history = client.get_metric_history(row["run_id"], key)
-            if history:
-                # training logs one value per validation epoch at its global step (> 0); `evaluate --split val`
-                # logs a final one at step 0, which is not part of the curve
-                points = sorted((m for m in history if m.step > 0), key=lambda m: (m.step, m.timestamp)) or history
-                row["curve_metric"], row["curve"] = key, list(enumerate((m.value for m in points), 1))
-                break
+        # the run's latest metrics name the curve it has: one history request per run
+        key = next((k for k in CURVE_METRICS if k in metrics), None)
+        history = client.get_metric_history(row["run_id"], key) if key else []
+        if history:
+            # training logs one value per validation epoch at its global step (> 0); `evaluate --split val`
+            # logs a final one at step 0, which is not part of the curve
+            points = sorted((m for m in history if m.step > 0), key=lambda m: (m.step, m.timestamp)) or history
+            row["curve_metric"], row["curve"] = key, list(enumerate((m.value for m in points), 1))
     return warnings

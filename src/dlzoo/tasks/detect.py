@@ -104,7 +104,7 @@ class DetectionTask(pl.LightningModule):
             self.log_dict({f"{prefix}/{k}": v for k, v in result.items() if k.startswith("ap_")})
             self.log(f"{prefix}/images_per_s", self._timing[1] / max(self._timing[0], 1e-9))
             self.log(f"{prefix}/num_samples", float(self._timing[1]))
-        if prefix == "test":  # kept for the evaluate stage's plots (no second pass over the split)
+        if prefix == "test":  # kept for the test evaluation's plots (no second pass over the split)
             self.test_outputs = self._outputs
         self._outputs = ([], [])
         self._timing = [0.0, 0]

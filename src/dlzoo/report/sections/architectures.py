@@ -18,7 +18,8 @@ def _cells(r: dict) -> list[str]:
 def architectures(rows: list[dict], out_dir: Path) -> str | None:
     from dlzoo.report.plots import scatter
 
-    measured = [r for r in rows if r.get("flops")]
+    # classifiers only: detection (mAP), GANs/autoencoders (no accuracy) and regression have their own sections
+    measured = [r for r in rows if r.get("flops") and "test/acc" in r and r.get("task", "classify") == "classify"]
     if not measured:
         return None
     lines = ["## Architectures", "",

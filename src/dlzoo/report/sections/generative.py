@@ -74,7 +74,7 @@ def generative(rows: list[dict], out_dir: Path) -> str | None:
         out += ["**GAN vs WGAN on the ring of 8 Gaussians** (test: 2500 generated points; a mode is covered when "
                 "≥ 1% of the points lie within 3σ of it; bar for WGAN: 8/8 and ≥ 40% within 3σ).", "",
                 "| experiment | modes covered | share within 3σ | MLflow run |", "|---|---|---|---|"]
-        out += [f"| {r['name']} | {_f(r.get('test/modes'), '.0f')}/8 | {_f(r.get('test/hq'), '.3f')} | `{r['run_id']}` |"
+        out += [f"| {r['name']} | {_f(r.get('test/modes'), '.0f')}/8 | {_f(r.get('test/hq'), '.3f')} | `{r.get('run_id', '')}` |"
                 for r in gan]
         out.append("")
     if seeds:

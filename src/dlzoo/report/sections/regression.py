@@ -1,5 +1,5 @@
 """Report section of the regression experiments: SGD-trained linear regression next to its closed-form
-least-squares solution (rows with ``test/r2_closed_form``, written by the evaluate stage)."""
+least-squares solution (rows with ``test/r2_closed_form``, written by the test evaluation (dlzoo.evaluate))."""
 
 from __future__ import annotations
 
