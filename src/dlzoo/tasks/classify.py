@@ -32,7 +32,6 @@ class ClassificationTask(TrainEpochLogging, pl.LightningModule):
         self.net = net
         self.loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.train_acc = MulticlassAccuracy(num_classes, validate_args=False)  # per step: no input checks
         self.val_acc = MulticlassAccuracy(num_classes)
         self.test_acc = MulticlassAccuracy(num_classes)
         self.test_f1 = MulticlassF1Score(num_classes, average="macro")
