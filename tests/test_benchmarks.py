@@ -38,3 +38,15 @@ def test_models_benchmark_measures_latency_int8_and_memory(tmp_path):
         row = res[name]
         assert row["latency_b256_us"] > row["latency_b1_us"] > 0 and row["int8_dynamic_latency_b1_us"] > 0
         assert row["params"] > 1000 and "train_peak_mib" in row
+
+
+def test_pipeline_benchmark_groups_stage_times():
+    """`make bench-pipeline` reports time per kind of stage; the CNN family's training apart from the rest."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_pipeline", ROOT / "benchmarks" / "pipeline.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    groups = bench.stage_groups({"prepare": 5.0, "train@digits_vgg16": 60.0, "train@digits_resnet18": 30.5,
+                                 "train@digits_mlp": 10.0, "train@mnist1d_cnn1d": 20.0, "compress@digits_lenet5": 7.0})
+    assert groups == {"prepare": 5.0, "train (CNN family)": 90.5, "train": 30.0, "compress": 7.0}
