@@ -185,6 +185,18 @@ def test_pareto_front():
     assert pareto_front(pts) == [2, 1, 4]
 
 
+def test_report_says_plainly_where_int8_is_not_faster():
+    from dlzoo.report.sections.compression import int8_speed
+
+    row = {"method": "quantize", "name": "digits_lenet5/quantize_static", "speedup/b1": 0.8, "speedup/b256": 0.5,
+           "cpu": "AVX2"}
+    text = " ".join(int8_speed([row, {"method": "prune", "name": "x", "speedup/b256": 2.0}]))
+    assert "0.50x at batch 256" in text and "not faster" in text and "AVX2" in text
+    text = " ".join(int8_speed([row | {"speedup/b256": 1.7}]))
+    assert "pays" in text and "not faster" not in text
+    assert int8_speed([{"method": "prune", "name": "x", "speedup/b256": 2.0}]) == []
+
+
 def test_compress_records_nested_runs_and_metrics(project):
     """A 1-epoch MLP on digits, then quantization, pruning and distillation through the runner."""
     from dlzoo.compress.runner import compress, write_metrics
