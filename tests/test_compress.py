@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import mlflow
@@ -56,7 +57,7 @@ def test_iterative_unstructured_pruning_hits_the_target(scope):
     assert M.param_counts(net)[1] == M.param_counts(net)[0]
     # a 90%-sparse model's weights file is much smaller than the dense one (CSR storage)
     assert len(M.serialize(pruned)) < 0.5 * len(M.serialize(net))
-    state = M.dense_state_dict(torch.load(__import__("io").BytesIO(M.serialize(pruned)), weights_only=False))
+    state = M.unpack_state_dict(torch.load(io.BytesIO(M.serialize(pruned)), weights_only=False))
     assert all(torch.equal(state[k], v) for k, v in pruned.state_dict().items())
 
 
@@ -124,6 +125,26 @@ def test_static_and_qat_quantization_fuse_and_stay_close():
     assert trained == [True] and "ConvReLU2d" in {type(m).__name__ for m in qat.modules()}
 
 
+def test_static_int8_lenet5_file_is_3_5x_smaller_and_loads_back():
+    """The packed file holds int8 weights, float32 per-channel scales and no per-scalar zip records (torch's
+    own format: 3.3x on LeNet-5), and loads back into the quantized model exactly."""
+    from dlzoo.models import get_model
+
+    nets = []
+    for seed in (0, 1):  # the second, quantized the same way, has the same modules and other weights
+        torch.manual_seed(seed)
+        nets.append(get_model("lenet5", input_shape=(1, 32, 32), num_classes=10).eval())
+    x = torch.randn(32, 1, 32, 32)
+    for quantize in (lambda n: Q.quantize_static(n, [x], x[:2]), lambda n: Q.quantize_dynamic(n, ["Linear"])):
+        q, other = quantize(nets[0]), quantize(nets[1])
+        blob = M.serialize(q)
+        if "ConvReLU2d" in {type(m).__name__ for m in q.modules()}:
+            assert len(M.serialize(nets[0])) / len(blob) >= 3.5
+        assert not torch.equal(other(x), q(x))
+        other.load_state_dict(M.unpack_state_dict(torch.load(io.BytesIO(blob), weights_only=False)))
+        assert torch.equal(other(x), q(x))
+
+
 def test_latency_is_a_positive_median():
     assert 0 < M.latency_us(tiny_mlp(), (1, 4, 4), batch=8, repeats=3, warmup=1) < 1e6
 
@@ -162,6 +183,18 @@ def test_pareto_front():
 
     pts = [(10, 0.9), (5, 0.95), (1, 0.5), (5, 0.8), (20, 0.99)]
     assert pareto_front(pts) == [2, 1, 4]
+
+
+def test_report_says_plainly_where_int8_is_not_faster():
+    from dlzoo.report.sections.compression import int8_speed
+
+    row = {"method": "quantize", "name": "digits_lenet5/quantize_static", "speedup/b1": 0.8, "speedup/b256": 0.5,
+           "cpu": "AVX2"}
+    text = " ".join(int8_speed([row, {"method": "prune", "name": "x", "speedup/b256": 2.0}]))
+    assert "0.50x at batch 256" in text and "not faster" in text and "AVX2" in text
+    text = " ".join(int8_speed([row | {"speedup/b256": 1.7}]))
+    assert "pays" in text and "not faster" not in text
+    assert int8_speed([{"method": "prune", "name": "x", "speedup/b256": 2.0}]) == []
 
 
 def test_compress_records_nested_runs_and_metrics(project):

@@ -180,7 +180,8 @@ def _record(src: Source, recipe: DictConfig, res: Result, figures: dict, base: d
                                      pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     return {"name": f"{src.name}/{label}", "source": src.name, "recipe": recipe.name, "method": recipe.method,
             "role": res.role, "model": src.cfg.model.name, "dataset": src.cfg.data.name,
-            "run_id": active.info.run_id, "source_run_id": src.run_id, "source/test/acc": base["acc"], **metrics}
+            "cpu": torch.backends.cpu.get_cpu_capability(), "run_id": active.info.run_id,
+            "source_run_id": src.run_id, "source/test/acc": base["acc"], **metrics}
 
 
 def compress(run_dir: Path, recipes: list[str], out_dir: Path, overrides: list[str] | None = None) -> list[dict]:
