@@ -14,10 +14,11 @@ export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup data run repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup data run run-extra repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
+	@echo "make run-extra  the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO; extra/dvc.yaml), then the report"
 	@echo "make test       set up and run the test suite (not the slow tests)"
 	@echo "make test-slow  the slow tests (accuracy bars of the real pipeline configs)"
 	@echo "make bench      benchmarks: throughput vs a raw PyTorch loop, start-up, latency/memory (benchmarks/results/)"
@@ -44,6 +45,7 @@ data: setup
 		python -m dlzoo.data.materialize && python -m dlzoo.data.check; \
 	fi
 
+# the default pipeline (dvc.yaml); `make run-extra` adds the extra suite (extra/dvc.yaml); `dvc repro -P` runs both
 repro: data
 	dvc repro
 
@@ -51,6 +53,12 @@ report:
 	@python -m dlzoo.report --print-only
 
 run: repro
+	@python -m dlzoo.report --print-only
+
+# the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO: ~10 min more on 2 cores), then the report again with it
+run-extra: data
+	dvc repro extra/dvc.yaml
+	dvc repro --single-item --force report
 	@python -m dlzoo.report --print-only
 
 # The browser test (tests/test_pipeline.py) looks at the report and the MLflow UI through headless Chromium,

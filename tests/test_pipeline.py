@@ -260,3 +260,19 @@ def test_dvc_exp_run_with_hydra_override(repo):
     shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo).stdout)
     text = json.dumps(shown)
     assert "mlp-main" in text and "test/acc" in text
+
+
+def test_extra_suite_trains_every_extra_experiment_from_the_root():
+    """extra/dvc.yaml (`make run-extra`): one configure and one train stage per pipeline.extra_experiments,
+    run from the project root, with metrics in metrics-extra/ (which the report reads beside metrics/)."""
+    from dlzoo.report.leaderboard import EXTRA_DIR
+
+    extra = yaml.safe_load((ROOT / "conf/config.yaml").read_text())["pipeline"]["extra_experiments"]
+    listed = sh(["dvc", "stage", "list", "extra/dvc.yaml"], ROOT).stdout
+    for name in extra:
+        assert f"train_extra@{name}" in listed and f"configure_extra@{name}" in listed
+    stages = yaml.safe_load((ROOT / "extra/dvc.yaml").read_text())["stages"]
+    assert stages["train_extra"]["do"]["wdir"] == ".."
+    assert f"{EXTRA_DIR}/${{item}}.json" in str(stages["train_extra"]["do"]["metrics"])
+    default = set(yaml.safe_load((ROOT / "conf/config.yaml").read_text())["pipeline"]["experiments"])
+    assert not default & set(extra), "an experiment in both suites would have two stages writing its run"

@@ -10,6 +10,7 @@ import torch
 
 from conftest import FAST, compose
 from dlzoo.data.synthetic import BOS, EOS, PAD, make_seq2seq
+from dlzoo.errors import ConfigError
 from dlzoo.models import get_model
 from dlzoo.models.seq2seq import beam_search, greedy_decode
 from dlzoo.models.transformer import SinusoidalPositions
@@ -69,6 +70,16 @@ def test_beam_one_equals_greedy_and_wider_beams_score_no_worse(name):
     assert (logprob(wide)[finished] >= logprob(greedy)[finished] - 1e-4).all()
 
 
+def test_transformer_seq2seq_ignores_source_padding():
+    net, src = _s2s("transformer_seq2seq"), _src()
+    tgt = torch.randint(3, VOCAB, (len(src), 5))
+    out = net(src, tgt)
+    for i in range(len(src)):
+        n = int((src[i] != PAD).sum())
+        alone = net(src[i: i + 1, :n], tgt[i: i + 1])  # the same source unpadded
+        assert torch.allclose(out[i], alone[0], atol=1e-5)
+
+
 def test_lstm_encoder_packs_padding_away():
     net, src = _s2s("lstm_seq2seq"), _src()
     memory, _, h, c = net.encode(src)
@@ -85,6 +96,26 @@ def test_rnn_classifiers_read_the_last_state_of_every_direction(name, bidirectio
     net = get_model(name, input_shape=(1, 40), num_classes=10, hidden=8, bidirectional=bidirectional)
     assert net.head[-1].in_features == 8 * (2 if bidirectional else 1)
     assert net(torch.randn(3, 1, 40)).shape == (3, 10)
+
+
+def test_rnn_patches_are_consecutive_samples_and_readout_all_sees_every_step():
+    torch.manual_seed(0)
+    net = get_model("gru", input_shape=(1, 40), num_classes=10, hidden=4, bidirectional=True, patch=2, readout="all")
+    assert net.rnn.input_size == 2 and net.head[-1].in_features == 20 * 2 * 4  # 20 steps x 2 directions x 4
+    x = torch.randn(3, 1, 40)
+    steps = x.view(3, 20, 2)  # step t = samples (2t, 2t+1)
+    out, _ = net.rnn(steps)
+    assert torch.allclose(net(x), net.head(out.flatten(1)))
+    with pytest.raises(ConfigError, match="patch"):
+        get_model("gru", input_shape=(1, 40), num_classes=10, patch=3)
+
+
+def test_cnn1d_stages_hold_convs_per_stage_convolutions():
+    net = get_model("cnn1d", input_shape=(1, 40), num_classes=10, channels=[4, 8], kernel_size=3, convs_per_stage=2)
+    convs = [m for m in net.features if isinstance(m, torch.nn.Conv1d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 4), (4, 4), (4, 8), (8, 8)]
+    assert sum(isinstance(m, torch.nn.MaxPool1d) for m in net.features) == 1
+    assert net(torch.randn(2, 1, 40)).shape == (2, 10)
 
 
 def test_transformer_classifier_learned_positions():
@@ -140,7 +171,8 @@ def test_seq2seq_trains_and_evaluates_end_to_end(project):
     assert info["status"] == "FINISHED" and "test/beam_acc" in info["test"]
     summary = evaluate(project / "out", project / "eval")
     assert summary["task"] == "seq2seq" and {"test/acc", "test/token_acc", "test/beam_acc"} <= set(summary)
-    assert [int(n) for n in summary["exact_by_length"]][-1] == 20
+    curve = sorted(int(k.rsplit("_", 1)[1]) for k in summary if k.startswith("long/acc_len_"))
+    assert curve[-1] == 20 and summary["long/train_len_max"] == 10
     json.dumps(summary)
     assert (project / "eval" / "predictions.csv").read_text().startswith("actual,predicted")
 
@@ -163,9 +195,58 @@ def test_sequence_experiment_reaches_its_bar(experiment, project):
 
 
 @pytest.mark.slow
-def test_shuffling_removes_the_cnn_advantage(project):
+def test_shuffling_removes_the_cnn_and_gru_advantage(project):
     from dlzoo.train import run
 
     acc = {e: run(compose([f"experiment={e}", *FAST, "train.log_model=false"]), project / e, [])["test"]["test/acc"]
-           for e in ("mnist1d_shuffled_mlp", "mnist1d_shuffled_cnn1d")}
-    assert acc["mnist1d_shuffled_cnn1d"] - acc["mnist1d_shuffled_mlp"] < 0.1  # regular: about +0.3
+           for e in ("mnist1d_shuffled_mlp", "mnist1d_shuffled_cnn1d", "mnist1d_shuffled_gru")}
+    print(acc)
+    for model in ("cnn1d", "gru"):  # regular: about +0.3 (cnn1d) and +0.25 (gru) over the MLP
+        assert acc[f"mnist1d_shuffled_{model}"] - acc["mnist1d_shuffled_mlp"] < 0.1
+
+
+def test_seq2seq_test_run_logs_the_length_curve_of_the_long_split(tmp_path):
+    import lightning.pytorch as pl
+
+    from dlzoo.data.seq2seq import Seq2SeqDataModule
+    from dlzoo.tasks.seq2seq import Seq2SeqTask
+
+    arrays = make_seq2seq(0, train_lengths=(2, 4), max_len=8, sizes={"train": 60, "val": 8, "test": 16}, per_length=4)
+    (tmp_path / "sort").mkdir()
+    for k, v in arrays.items():
+        np.save(tmp_path / "sort" / f"{k}.npy", v)
+    dm = Seq2SeqDataModule("sort", tmp_path, batch_size=16)
+    dm.setup()
+    torch.manual_seed(0)
+    net = get_model("transformer_seq2seq", input_shape=dm.input_shape, num_classes=dm.num_classes, d_model=16,
+                    nhead=2, num_layers=1, dim_feedforward=32)
+    task = Seq2SeqTask(net, torch.optim.Adam, beam_size=2)
+    def trainer() -> pl.Trainer:
+        return pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                          enable_checkpointing=False)
+
+    results = trainer().test(task, datamodule=dm, verbose=False)[0]
+    long_lens = (arrays["src_long"] != PAD).sum(1)
+    assert [k for k in results if k.startswith("long/acc_len_")] == [f"long/acc_len_{n}" for n in np.unique(long_lens)]
+    assert results["long/train_len_min"] == 2 and results["long/train_len_max"] == 4
+    # the curve is greedy exact accuracy per length: the same as scoring each length's rows by hand
+    n = int(long_lens.max())
+    rows = torch.from_numpy(arrays["src_long"][long_lens == n]), torch.from_numpy(arrays["tgt_long"][long_lens == n])
+    assert results[f"long/acc_len_{n}"] == pytest.approx(task.length_curve([rows])[f"long/acc_len_{n}"])
+    # bare dataloaders (no datamodule): no curve
+    assert not any(k.startswith("long/") for k in trainer().test(task, dataloaders=dm.test_dataloader(), verbose=False)[0])
+
+
+def test_report_section_shows_mnist1d_side_by_side_and_the_length_curve(tmp_path):
+    from dlzoo.report.sections.sequences import section
+
+    rows = [{"name": f"{d}_{m}", "model": m, "dataset": d, "test/acc": acc}
+            for (m, d), acc in {("gru", "mnist1d"): 0.93, ("gru", "mnist1d_shuffled"): 0.6,
+                                ("cnn1d", "mnist1d"): 0.99, ("mlp", "mnist1d_shuffled"): 0.66}.items()]
+    rows.append({"name": "seq2seq_transformer", "model": "transformer_seq2seq", "dataset": "sort", "test/acc": 0.995,
+                 "long/acc_len_4": 1.0, "long/acc_len_12": 0.5, "long/acc_len_20": 0.0,
+                 "long/train_len_min": 4.0, "long/train_len_max": 10.0})
+    md = section(rows, tmp_path)
+    assert "| gru | 93.0% | 91.0% | 60.0% | 57.0% |" in md and "| cnn1d | 99.0% | 94.0% |  | 56.0% |" in md
+    assert "| 4 (trained) | 100.0% |" in md and "| 12 | 50.0% |" in md and "| 20 | 0.0% |" in md
+    assert (tmp_path / "seq2seq_lengths.png").stat().st_size > 0

@@ -171,14 +171,15 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
 
 def _seq2seq_outputs(task, dm, loader):
     """Seq2seq: token-level (actual, predicted) pairs of greedy decoding on ``loader`` (for the confusion
-    plot), and greedy exact-sequence accuracy per source length on the ``long`` split (the length curve)."""
+    plot), and greedy exact-sequence accuracy per source length on the ``long`` split (the length curve,
+    ``long/acc_len_<n>``)."""
     import numpy as np
     import torch
 
     from dlzoo.data.seq2seq import lengths
     from dlzoo.data.synthetic import PAD
     from dlzoo.models.seq2seq import greedy_decode
-    from dlzoo.tasks.seq2seq import sequence_scores, trim
+    from dlzoo.tasks.seq2seq import trim
 
     def greedy(src, tgt):  # -> (target without BOS, greedy output), trimmed to the batch's longest
         src, target = trim(src), trim(tgt)[:, 1:]
@@ -191,14 +192,9 @@ def _seq2seq_outputs(task, dm, loader):
         real = target != PAD
         actual.append(target[real].numpy())
         predicted.append(pred[:, : target.shape[1]][real].numpy())
-    by_length: dict[str, list[float]] = {}
-    for src, tgt in dm.loader("long"):
-        exact = sequence_scores(*greedy(src, tgt)[::-1])[0]
-        for n, hit in zip(lengths(src).tolist(), exact.tolist()):
-            by_length.setdefault(str(n), []).append(hit)
     train_lens = lengths(dm.datasets["train"].tensors[0])
-    extra = {"exact_by_length": {n: float(np.mean(v)) for n, v in sorted(by_length.items(), key=lambda kv: int(kv[0]))},
-             "train_lengths": [int(train_lens.min()), int(train_lens.max())]}
+    extra = {**task.length_curve(dm.loader("long")),  # the same long/* keys as the task's own test run
+             "long/train_len_min": int(train_lens.min()), "long/train_len_max": int(train_lens.max())}
     return np.concatenate(actual), np.concatenate(predicted), extra
 
 

@@ -1,6 +1,7 @@
 """Recurrent classifiers for sequences such as MNIST-1D: tanh RNN, LSTM and GRU, each uni- or bidirectional.
 
-A (B, C, L) signal is read as L time steps of C features. The class comes from the last hidden state
+A (B, C, L) signal is read as L time steps of C features, or with ``patch`` p > 1 as L/p steps of the
+C*p features of non-overlapping windows (fewer steps: faster, and gradients cross fewer steps). The class comes from the last hidden state
 (both directions' final states for a bidirectional net), as in the lecture's many-to-one RNN.
 """
 
@@ -16,41 +17,58 @@ CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.
 
 class RNNClassifier(nn.Module):
     def __init__(self, in_chans: int, num_classes: int, cell: str = "gru", hidden: int = 128, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0):
+                 bidirectional: bool = False, dropout: float = 0.0, patch: int = 1, readout: str = "last",
+                 seq_len: int = 40):
         super().__init__()
         kwargs = {"nonlinearity": "tanh"} if cell == "rnn" else {}
-        self.rnn = CELLS[cell](in_chans, hidden, num_layers, batch_first=True, bidirectional=bidirectional,
+        self.patch = patch
+        self.rnn = CELLS[cell](in_chans * patch, hidden, num_layers, batch_first=True, bidirectional=bidirectional,
                                dropout=dropout if num_layers > 1 else 0.0, **kwargs)
         self.directions = 2 if bidirectional else 1
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.directions * hidden, num_classes))
+        self.readout = readout
+        features = self.directions * hidden * (seq_len // patch if readout == "all" else 1)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, L)
-        _, h = self.rnn(x.transpose(1, 2))  # h: (layers * dirs, B, H); LSTM returns (h, c)
+        b, c, length = x.shape
+        steps = x.view(b, c, length // self.patch, self.patch).permute(0, 2, 1, 3).flatten(2)  # (B, L/p, C*p)
+        out, h = self.rnn(steps)  # out: (B, L/p, dirs * H); h: (layers * dirs, B, H); LSTM returns (h, c)
+        if self.readout == "all":
+            return self.head(out.flatten(1))  # (B, L/p * dirs * H)
         h = h[0] if isinstance(h, tuple) else h
         last = torch.cat(list(h[-self.directions:]), dim=-1)  # (B, dirs * H): top layer, every direction
         return self.head(last)
 
 
-def _rnn(cell: str, input_shape, num_classes, hidden, num_layers, bidirectional, dropout) -> RNNClassifier:
-    if len(input_shape) != 2:
-        from dlzoo.errors import ConfigError
+def _rnn(cell: str, input_shape, num_classes, hidden, num_layers, bidirectional, dropout, patch,
+         readout) -> RNNClassifier:
+    from dlzoo.errors import ConfigError
 
+    if len(input_shape) != 2:
         raise ConfigError(f"{cell} classifiers take (C, L) sequences, got inputs of shape {tuple(input_shape)}: "
                           "use data=mnist1d")
-    return RNNClassifier(input_shape[0], num_classes, cell, hidden, num_layers, bidirectional, dropout)
+    if patch < 1 or input_shape[1] % patch:
+        raise ConfigError(f"model.patch={patch} must divide the sequence length {input_shape[1]}")
+    if readout not in ("last", "all"):
+        raise ConfigError(f"model.readout={readout!r}: choose 'last' (final hidden state) or 'all' (every step's output)")
+    return RNNClassifier(input_shape[0], num_classes, cell, hidden, num_layers, bidirectional, dropout, patch, readout,
+                         input_shape[1])
 
 
 @register_model()
-def rnn(input_shape, num_classes, hidden=128, num_layers=1, bidirectional=False, dropout=0.0) -> RNNClassifier:
+def rnn(input_shape, num_classes, hidden=128, num_layers=1, bidirectional=False, dropout=0.0,
+        patch=1, readout="last") -> RNNClassifier:
     """Elman RNN with tanh: h_t = tanh(W x_t + U h_{t-1} + b)."""
-    return _rnn("rnn", input_shape, num_classes, hidden, num_layers, bidirectional, dropout)
+    return _rnn("rnn", input_shape, num_classes, hidden, num_layers, bidirectional, dropout, patch, readout)
 
 
 @register_model()
-def lstm(input_shape, num_classes, hidden=128, num_layers=1, bidirectional=False, dropout=0.0) -> RNNClassifier:
-    return _rnn("lstm", input_shape, num_classes, hidden, num_layers, bidirectional, dropout)
+def lstm(input_shape, num_classes, hidden=128, num_layers=1, bidirectional=False, dropout=0.0,
+        patch=1, readout="last") -> RNNClassifier:
+    return _rnn("lstm", input_shape, num_classes, hidden, num_layers, bidirectional, dropout, patch, readout)
 
 
 @register_model()
-def gru(input_shape, num_classes, hidden=128, num_layers=1, bidirectional=False, dropout=0.0) -> RNNClassifier:
-    return _rnn("gru", input_shape, num_classes, hidden, num_layers, bidirectional, dropout)
+def gru(input_shape, num_classes, hidden=128, num_layers=1, bidirectional=False, dropout=0.0,
+        patch=1, readout="last") -> RNNClassifier:
+    return _rnn("gru", input_shape, num_classes, hidden, num_layers, bidirectional, dropout, patch, readout)

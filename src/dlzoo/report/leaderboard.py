@@ -22,9 +22,13 @@ def score_key(rows: list[dict]) -> str:
     return "test/r2" if is_regression(rows) else "test/acc"
 
 
+EXTRA_DIR = "metrics-extra"  # the extra suite's metrics (extra/dvc.yaml), next to metrics/
+
+
 def load_rows(metrics_dir: Path) -> list[dict]:
+    """The metrics JSONs of ``metrics_dir``, and of the extra suite's ``metrics-extra/`` beside it when it was run."""
     rows = []
-    for f in sorted(metrics_dir.glob("*.json")):
+    for f in [*sorted(metrics_dir.glob("*.json")), *sorted((metrics_dir.parent / EXTRA_DIR).glob("*.json"))]:
         row = json.loads(f.read_text())
         row.setdefault("name", f.stem)
         rows.append(row)

@@ -4,7 +4,9 @@ Metrics (``val/*`` per epoch, ``test/*``): ``loss`` (teacher-forced cross-entrop
 tokens), ``acc`` = exact-sequence accuracy of greedy decoding (the whole output, EOS included, equals the
 target), ``token_acc`` = share of target tokens (EOS included) that greedy decoding reproduces at their
 position; in test also ``beam_acc`` and ``beam_token_acc`` for beam search. ``train/acc`` is the
-teacher-forced token accuracy.
+teacher-forced token accuracy. At the end of a test run on a datamodule with a ``long`` split (lengths
+up to >= 2x the training lengths), ``long/acc_len_<n>`` = greedy exact-sequence accuracy of its sources
+of length n, and ``long/train_len_min`` / ``long/train_len_max`` = the training lengths (the length curve).
 """
 
 from __future__ import annotations
@@ -122,6 +124,26 @@ class Seq2SeqTask(pl.LightningModule):
                                               self.hparams.length_penalty), tgt)
         for name in ("acc", "token_acc", "beam_acc", "beam_token_acc"):
             self.log(f"test/{name}", self.scores[f"test_{name}"], on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        dm = self.trainer.datamodule  # None when testing on bare dataloaders
+        if dm is None or "long" not in getattr(dm, "datasets", {}):
+            return
+        train_lens = lengths(dm.datasets["train"].tensors[0])
+        curve = self.length_curve(dm.loader("long"))
+        curve |= {"long/train_len_min": float(train_lens.min()), "long/train_len_max": float(train_lens.max())}
+        self.log_dict(curve)
+
+    @torch.no_grad()
+    def length_curve(self, loader) -> dict[str, float]:
+        """Greedy exact-sequence accuracy per source length: ``{"long/acc_len_<n>": acc}``, n ascending."""
+        hits: dict[int, list[float]] = {}
+        for src, tgt in loader:
+            src, tgt = src.to(self.device), tgt.to(self.device)
+            exact, _ = sequence_scores(greedy_decode(self.net, trim(src), self._max_len(tgt)), trim(tgt)[:, 1:])
+            for n, hit in zip(lengths(src).tolist(), exact.tolist()):
+                hits.setdefault(n, []).append(hit)
+        return {f"long/acc_len_{n}": sum(v) / len(v) for n, v in sorted(hits.items())}
 
     # same optimizer/scheduler wiring as classification (decay groups, partial constructors)
     configure_optimizers = ClassificationTask.configure_optimizers

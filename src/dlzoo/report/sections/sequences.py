@@ -37,18 +37,29 @@ def mnist1d_table(rows: list[dict]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+PREFIX = "long/acc_len_"
+
+
+def length_curve(row: dict) -> tuple[list[tuple[int, float]], tuple[int | None, int | None]]:
+    """((source length, greedy exact accuracy) points, training length range) of a seq2seq row: the
+    ``long/*`` metrics of the test evaluation (dlzoo.tasks.seq2seq ``length_curve``)."""
+    pts = sorted((int(k[len(PREFIX):]), float(v)) for k, v in row.items() if k.startswith(PREFIX))
+    lo, hi = row.get("long/train_len_min"), row.get("long/train_len_max")
+    return pts, (None if lo is None else int(lo), None if hi is None else int(hi))
+
+
 def length_plot(rows: list[dict], out_dir: Path) -> str | None:
-    curves = [r for r in rows if r.get("exact_by_length")]
+    curves = [(r, *length_curve(r)) for r in rows]
+    curves = [c for c in curves if c[1]]
     if not curves:
         return None
     from dlzoo.report.plots import _plt
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for r in curves:
-        pts = sorted((int(n), v) for n, v in r["exact_by_length"].items())
+    for r, pts, _ in curves:
         ax.plot([n for n, _ in pts], [v for _, v in pts], marker="o", ms=3, label=f"{r['name']} ({r['model']})")
-    lo, hi = curves[0].get("train_lengths", (None, None))
+    lo, hi = curves[0][2]
     if lo is not None:
         ax.axvspan(lo - 0.5, hi + 0.5, color="grey", alpha=0.15, label="training lengths")
     ax.set(xlabel="source length (tokens)", ylabel="exact-sequence accuracy (greedy)", ylim=(-0.02, 1.02),
@@ -59,13 +70,18 @@ def length_plot(rows: list[dict], out_dir: Path) -> str | None:
     fig.savefig(out_dir / "seq2seq_lengths.png", dpi=120)
     plt.close(fig)
     table = ["| experiment | exact (greedy) | exact (beam) | token acc (greedy) | token acc (beam) |", "|---|---|---|---|---|"]
-    for r in curves:
+    for r, _, _ in curves:
         table.append(f"| {r['name']} | {_pct(r.get('test/acc'))} | {_pct(r.get('test/beam_acc'))} | "
                      f"{_pct(r.get('test/token_acc'))} | {_pct(r.get('test/beam_token_acc'))} |")
+    lens = sorted({n for _, pts, _ in curves for n, _ in pts})
+    by_len = ["| source length | " + " | ".join(r["name"] for r, _, _ in curves) + " |", "|---" * (len(curves) + 1) + "|"]
+    for n in lens:
+        marks = " (trained)" if lo is not None and lo <= n <= hi else ""
+        by_len.append(f"| {n}{marks} | " + " | ".join(_pct(dict(pts).get(n)) for _, pts, _ in curves) + " |")
     return ("## Sequence-to-sequence: sorting tokens\n\nHeld-out test sequences of the training lengths "
             f"({lo}-{hi} tokens):\n\n" + "\n".join(table)
-            + "\n\nExact-sequence accuracy vs source length, up to twice the longest training length:\n\n"
-            "![seq2seq lengths](seq2seq_lengths.png)\n")
+            + "\n\nExact-sequence accuracy (greedy) vs source length on the `long` split, up to twice the longest "
+            "training length:\n\n![seq2seq lengths](seq2seq_lengths.png)\n\n" + "\n".join(by_len) + "\n")
 
 
 def section(rows: list[dict], out_dir: Path) -> str | None:
