@@ -11,9 +11,13 @@ import pytest
 from conftest import FAST, compose
 
 BARS = {"digits_lenet5": 0.97, "mnist1d_cnn1d": 0.90, "mnist1d_mlp": 0.60}
+# The MNIST-1D configs grew with issue 4 (80 s together in `make test`): they run with the slow bar tests,
+# which also hold issue 4's higher bars (tests/test_sequences.py).
+SLOW = {"mnist1d_cnn1d", "mnist1d_mlp"}
 
 
-@pytest.mark.parametrize("experiment,bar", sorted(BARS.items()))
+@pytest.mark.parametrize("experiment,bar", [pytest.param(e, b, marks=pytest.mark.slow) if e in SLOW else (e, b)
+                                            for e, b in sorted(BARS.items())])
 def test_pipeline_experiment_reaches_its_bar(experiment, bar, project):
     from dlzoo.train import run
 

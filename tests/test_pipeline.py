@@ -242,8 +242,9 @@ def test_second_repro_is_a_noop(repo):
 
 
 def test_conf_edit_reruns_only_what_it_affects(repo):
-    f = repo / "conf/model/cnn1d.yaml"
-    f.write_text(f.read_text().replace("kernel_size: 5", "kernel_size: 3"))
+    f = repo / "conf/model/cnn1d.yaml"  # a key that mnist1d_cnn1d's experiment file does not override
+    assert "dropout: 0.1" in f.read_text()
+    f.write_text(f.read_text().replace("dropout: 0.1", "dropout: 0.2"))
     r = sh(["dvc", "repro"], repo)
     assert "Running stage 'train@mnist1d_cnn1d'" in r.stdout
     assert "Running stage 'train@digits_mlp'" not in r.stdout
@@ -251,7 +252,7 @@ def test_conf_edit_reruns_only_what_it_affects(repo):
 
 
 def test_dvc_exp_run_with_hydra_override(repo):
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "cnn k3", "--allow-empty"], repo)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "cnn dropout 0.2", "--allow-empty"], repo)
     sh(["dvc", "exp", "run", "-S", "model=mlp", "-n", "mlp-main"], repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["model"]["name"] == "mlp"  # DVC re-composed params.yaml from conf/
