@@ -22,22 +22,24 @@ class TrainEpochLogging:
     attribute assignment is slow too -- both add up on small models (benchmarks/throughput.py)."""
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums: dict = {"loss": 0.0, "correct": 0, "seen": 0}
+        # loss: sum of loss x batch size; correct / per_class: (C,) counts once the first batch is in
+        self._train_sums: dict = {"loss": 0.0, "correct": 0, "per_class": 0, "seen": 0}
 
     def log_train(self, batch_idx: int, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
-        sums = self.__dict__.get("_train_sums")
-        if sums is None:  # no epoch start (the step called outside a Trainer)
-            sums = self._train_sums = {"loss": 0.0, "correct": 0, "seen": 0}
+        if "_train_sums" not in self.__dict__:  # no epoch start (the step called outside a Trainer)
+            self.on_train_epoch_start()
+        sums = self._train_sums
         n = target.shape[0]
         sums["loss"] = sums["loss"] + loss.detach() * n
         classes = logits.shape[1]
         hit = logits.detach().argmax(1) == target
         sums["correct"] = sums["correct"] + torch.bincount(target[hit], minlength=classes)  # (C,)
-        sums["per_class"] = sums.get("per_class", 0) + torch.bincount(target, minlength=classes)  # (C,)
+        sums["per_class"] = sums["per_class"] + torch.bincount(target, minlength=classes)  # (C,)
         sums["seen"] += n
         if self._trainer is not None and batch_idx + 1 >= self.trainer.num_training_batches:
             self.log("train/loss", sums["loss"] / sums["seen"], on_step=False, on_epoch=True, prog_bar=True,
                      sync_dist=True)
+            # under DDP the mean of the ranks' accuracies (equal shards), not a pooled count
             present = sums["per_class"] > 0
             acc = (sums["correct"][present].float() / sums["per_class"][present]).mean()
             self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True)
