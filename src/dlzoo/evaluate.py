@@ -176,7 +176,6 @@ def _seq2seq_outputs(task, dm, loader):
     import numpy as np
     import torch
 
-    from dlzoo.data.seq2seq import lengths
     from dlzoo.data.synthetic import PAD
     from dlzoo.models.seq2seq import greedy_decode
     from dlzoo.tasks.seq2seq import trim
@@ -192,10 +191,8 @@ def _seq2seq_outputs(task, dm, loader):
         real = target != PAD
         actual.append(target[real].numpy())
         predicted.append(pred[:, : target.shape[1]][real].numpy())
-    train_lens = lengths(dm.datasets["train"].tensors[0])
-    extra = {**task.length_curve(dm.loader("long")),  # the same long/* keys as the task's own test run
-             "long/train_len_min": int(train_lens.min()), "long/train_len_max": int(train_lens.max())}
-    return np.concatenate(actual), np.concatenate(predicted), extra
+    # the same long/* figures as the task's own test run on a datamodule
+    return np.concatenate(actual), np.concatenate(predicted), task.length_figures(dm)
 
 
 def _detect_outputs(task, loader, out_dir: Path, title: str, min_score: float = 0.3, n_drawn: int = 16):

@@ -129,10 +129,13 @@ class Seq2SeqTask(pl.LightningModule):
         dm = self.trainer.datamodule  # None when testing on bare dataloaders
         if dm is None or "long" not in getattr(dm, "datasets", {}):
             return
+        self.log_dict(self.length_figures(dm))
+
+    def length_figures(self, dm) -> dict[str, float]:
+        """The length curve on ``dm``'s ``long`` split and the training lengths it is read against."""
         train_lens = lengths(dm.datasets["train"].tensors[0])
-        curve = self.length_curve(dm.loader("long"))
-        curve |= {"long/train_len_min": float(train_lens.min()), "long/train_len_max": float(train_lens.max())}
-        self.log_dict(curve)
+        return {**self.length_curve(dm.loader("long")),
+                "long/train_len_min": float(train_lens.min()), "long/train_len_max": float(train_lens.max())}
 
     @torch.no_grad()
     def length_curve(self, loader) -> dict[str, float]:
