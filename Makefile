@@ -14,11 +14,12 @@ export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup data run run-extra repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup data run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
 	@echo "make run-extra  the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO; extra/dvc.yaml), then the report"
+	@echo "make claims     the lecture-claims suite (claims/dvc.yaml): every claim run with a verdict -> reports/claims.md"
 	@echo "make test       set up and run the test suite (not the slow tests)"
 	@echo "make test-slow  the slow tests (accuracy bars of the real pipeline configs)"
 	@echo "make bench      benchmarks: throughput vs a raw PyTorch loop, start-up, latency/memory (benchmarks/results/)"
@@ -60,6 +61,13 @@ run-extra: data
 	dvc repro extra/dvc.yaml
 	dvc repro --single-item --force report
 	@python -m dlzoo.report --print-only
+
+# the lecture-claims suite (conf/claims/, claims/dvc.yaml): trains each claim's runs, judges it, then the report
+# again with reports/claims.md. Claims on compression results reproduce those stages of the default pipeline first.
+claims: data
+	dvc repro claims/dvc.yaml
+	dvc repro --single-item --force report
+	@python -m dlzoo.claims --summary
 
 # The browser test (tests/test_pipeline.py) looks at the report and the MLflow UI through headless Chromium,
 # Debian's `chromium` package; installed here where apt-get runs as root, else that one test is skipped.

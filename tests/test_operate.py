@@ -74,6 +74,7 @@ def test_slurm_launcher_config_composes(project):
     assert "SlurmLauncher" in r.stdout and "partition: gpu" in r.stdout
 
 
+@pytest.mark.slow  # 30 s; the SLURM launcher's config is checked in make test (test above)
 def test_submitit_local_executor_runs_a_trial(project):
     r = run_cli(["-m", "dlzoo.train", "--multirun", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
                  "experiment=digits_mlp", "model=logreg", "trainer.max_epochs=1", "train.log_model=false",

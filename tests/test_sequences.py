@@ -250,3 +250,24 @@ def test_report_section_shows_mnist1d_side_by_side_and_the_length_curve(tmp_path
     assert "| gru | 93.0% | 91.0% | 60.0% | 57.0% |" in md and "| cnn1d | 99.0% | 94.0% |  | 56.0% |" in md
     assert "| 4 (trained) | 100.0% |" in md and "| 12 | 50.0% |" in md and "| 20 | 0.0% |" in md
     assert (tmp_path / "seq2seq_lengths.png").stat().st_size > 0
+
+
+def test_transformer_batchnorm_variant_normalises_with_batchnorm_in_eval():
+    """model.norm=batch: every norm is BatchNorm over the tokens' features, in training and in eval (where
+    nn.TransformerEncoderLayer's fused no-grad fast path would apply LayerNorm's formula to these weights)."""
+    from dlzoo.models.transformer import BatchNormEncoderLayer, TokenBatchNorm
+
+    torch.manual_seed(0)
+    net = get_model("transformer", input_shape=(1, 40), num_classes=10, patch=4, norm="batch")
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in net.modules())
+    assert all(isinstance(layer, BatchNormEncoderLayer) for layer in net.encoder.layers)
+    x = torch.randn(16, 1, 40)
+    net.train()
+    net(x).sum().backward()  # running statistics move
+    net.eval()
+    with torch.no_grad():
+        fast = net(x)
+    slow = net(x)  # grad enabled: no fused path
+    assert torch.allclose(fast, slow, atol=1e-5)
+    bn = net.encoder.layers[0].norm1
+    assert isinstance(bn, TokenBatchNorm) and bn.num_batches_tracked.item() == 1

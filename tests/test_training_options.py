@@ -271,3 +271,18 @@ def test_every_option_trains_a_step(group, option, project):
     pl.Trainer(max_steps=2, limit_val_batches=0, num_sanity_val_steps=0,  # 2 steps: warmup starts from lr 0 logger=False, enable_checkpointing=False, enable_progress_bar=False,
                enable_model_summary=False, **trainer_kw).fit(task, datamodule=dm)
     assert any(not torch.equal(b, p) for b, p in zip(before, task.parameters()))
+
+
+def test_model_init_schemes_set_the_textbook_variances():
+    from dlzoo.errors import ConfigError
+
+    for scheme, var in (("kaiming", lambda fi, fo: 2 / fi), ("xavier", lambda fi, fo: 2 / (fi + fo))):
+        cfg = compose(["experiment=digits_mlp", "model.hidden=[512,256]", f"model.init={scheme}"])
+        net = builders.build_network(cfg, (1, 8, 8), 10)
+        linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+        for m in linears:
+            fo, fi = m.weight.shape
+            assert m.weight.var().item() == pytest.approx(var(fi, fo), rel=0.1) and not m.bias.any()
+    cfg = compose(["experiment=digits_mlp", "model.init=he"])
+    with pytest.raises(ConfigError, match="model.init='he' is unknown; choose one of: xavier, kaiming"):
+        builders.build_network(cfg, (1, 8, 8), 10)

@@ -14,13 +14,16 @@ from dlzoo.paths import project_root
 
 # Model-config keys that describe the input the model needs rather than builder arguments.
 INPUT_KEYS = ("name", "image_size", "aux_weight")
+# Model-config keys applied after the network is built: `init` re-initialises every Linear/Conv weight
+# (models.layers.INIT_SCHEMES; absent or null = each layer's PyTorch default).
+POST_KEYS = ("init",)
 # Regularizer keys that are model options: they override the model config's value (a model without the
 # option refuses it, naming it).
 MODEL_REGULARIZERS = ("dropout", "dropconnect", "spatial_dropout", "batchnorm", "layernorm")
 
 
 def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k not in INPUT_KEYS}
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k not in INPUT_KEYS + POST_KEYS}
     reg = cfg.get("regularizer") or {}
     kwargs.update({k: reg[k] for k in MODEL_REGULARIZERS if reg.get(k) is not None})
     return kwargs
@@ -50,8 +53,12 @@ def build_datamodule(cfg: DictConfig):
 
 def build_network(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int):
     from dlzoo.models import get_model
+    from dlzoo.models.layers import init_weights
 
-    return get_model(cfg.model.name, input_shape=input_shape, num_classes=num_classes, **model_kwargs(cfg))
+    net = get_model(cfg.model.name, input_shape=input_shape, num_classes=num_classes, **model_kwargs(cfg))
+    if cfg.model.get("init"):
+        init_weights(net, cfg.model.init)
+    return net
 
 
 def _partial(node: DictConfig | None, drop: tuple[str, ...] = ()):

@@ -12,6 +12,7 @@ per-epoch curves; the report draws them (dlzoo.report.sections.comparisons).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import re
@@ -39,59 +40,97 @@ def load_comparison(name: str) -> dict:
     return spec
 
 
-def _curves(history_csv: Path) -> dict[str, list[float]]:
+CURVE_KEYS = ("train/loss", "val/loss", "val/acc")
+
+
+def _curves(history_csv: Path, keys: tuple[str, ...] = CURVE_KEYS) -> dict[str, list[float]]:
     with history_csv.open() as f:
         rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows if r.get(k)] for k in ("train/loss", "val/loss", "val/acc")}
+    return {k: [float(r[k]) for r in rows if r.get(k)] for k in keys}
+
+
+def base_overrides(spec: dict) -> list[str]:
+    """The spec's shared overrides plus what every variant of a comparison sets: no test split, no model logged."""
+    return [*spec.get("base", []), "train.test=false", "train.log_model=false", "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false"]
+
+
+def start_parent(client, cfg0, run_name: str, base: list[str], tags: dict[str, str]) -> str:
+    """An MLflow parent run for a group of variant runs (a comparison, a claim); returns its id."""
+    from dlzoo.tracking import mlflow_utils as mu
+
+    exp_id = mu.get_or_create_experiment(client, cfg0.logger.experiment_name)
+    return client.create_run(exp_id, run_name=run_name, tags=mu.provenance_tags(base) | tags).info.run_id
+
+
+@contextlib.contextmanager
+def terminated(client, parent_id: str):
+    """Ends a parent run FINISHED, KILLED (Ctrl-C, SIGTERM: Lightning turns them into SystemExit /
+    SIGTERMException) or FAILED, so that it is never left RUNNING."""
+    from dlzoo.tracking import mlflow_utils as mu
+
+    error: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:  # noqa: BLE001 -- re-raised below once the run is closed
+        error = exc
+        raise
+    finally:
+        client.set_terminated(parent_id, mu.end_status(error, isinstance(error, SystemExit)))
+
+
+def run_variant(variant: str, overrides: list[str], out: Path, parent_id: str, keep: tuple[str, ...] = (),
+                checkpoint: str = "last", curve_keys: tuple[str, ...] = CURVE_KEYS) -> tuple[dict, object, object]:
+    """Train one variant as a child run of ``parent_id`` and measure its ``checkpoint`` ("last": the final weights,
+    the same epochs for all; "best": what the checkpoint callback kept) on the train and val splits without
+    dropout. Returns (figures row, task with those weights, datamodule)."""
+    from dlzoo.configure import compose
+    from dlzoo.evaluate import load_task, test_split
+    from dlzoo.train import run
+
+    t0 = time.perf_counter()
+    info = run(compose(overrides), out, overrides, extra_tags={"mlflow.parentRunId": parent_id, "dlzoo.variant": variant})
+    seconds = time.perf_counter() - t0
+    _, _, dm, task = load_task(out, info[f"{checkpoint}_ckpt"])
+    metrics = {**test_split(task, dm, "train"), **test_split(task, dm, "val")}
+    row = {k: metrics[k] for k in ("train/acc", "val/acc", "train/loss", "val/loss", *keep) if k in metrics}
+    if "train/acc" in row:
+        row["gap/acc"] = row["train/acc"] - row["val/acc"]
+    if "val/loss" in row:  # a GAN logs no loss on held-out data
+        row["gap/loss"] = row["val/loss"] - row["train/loss"]
+    row |= {"epochs": info["epochs"], "seconds": round(seconds, 2), "run_id": info["run_id"],
+            "curves": _curves(out / "history.csv", curve_keys)}
+    return row, task, dm
+
+
+def log_row(client, parent_id: str, prefix: str, row: dict) -> None:
+    for k, v in row.items():
+        if isinstance(v, float):
+            client.log_metric(parent_id, f"{prefix}/{k}", v)
+    print(f"{prefix}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)), flush=True)
 
 
 def compare(name: str, out_root: Path) -> dict:
     import mlflow
 
     from dlzoo.configure import compose
-    from dlzoo.evaluate import load_task, test_split
     from dlzoo.tracking import mlflow_utils as mu
-    from dlzoo.train import quiet, run
+    from dlzoo.train import quiet
 
     spec = load_comparison(name)
-    base = [*spec.get("base", []), "train.test=false", "train.log_model=false", "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false"]
+    base = base_overrides(spec)
     cfg0 = compose(base)
     quiet()
-    uri = mu.tracking_uri(cfg0.logger.get("tracking_uri"))
-    client = mlflow.MlflowClient(uri)
-    exp_id = mu.get_or_create_experiment(client, cfg0.logger.experiment_name)
-    parent = client.create_run(exp_id, run_name=f"compare-{name}", tags=mu.provenance_tags(base) | {"dlzoo.compare": name})
-    pid = parent.info.run_id
+    client = mlflow.MlflowClient(mu.tracking_uri(cfg0.logger.get("tracking_uri")))
+    pid = start_parent(client, cfg0, f"compare-{name}", base, {"dlzoo.compare": name})
     client.log_param(pid, "compare.base", " ".join(spec.get("base", [])))
     result = {"comparison": name, "title": spec.get("title", name), "dataset": cfg0.data.name, "model": cfg0.model.name,
               "parent_run_id": pid, "variants": {}}
-    status = "FAILED"
-    try:
+    with terminated(client, pid):
         for variant, overrides in spec["variants"].items():
-            overrides = [*base, *overrides]
-            out = out_root / variant
-            t0 = time.perf_counter()
-            info = run(compose(overrides), out, overrides, extra_tags={"mlflow.parentRunId": pid, "dlzoo.variant": variant})
-            seconds = time.perf_counter() - t0
-            _, _, dm, task = load_task(out, info["last_ckpt"])
-            metrics = {**test_split(task, dm, "train"), **test_split(task, dm, "val")}
-            row = {k: metrics[k] for k in ("train/acc", "val/acc", "train/loss", "val/loss", *spec.get("metrics", []))
-                   if k in metrics}
-            if "train/acc" in row:
-                row["gap/acc"] = row["train/acc"] - row["val/acc"]
-            if "val/loss" in row:  # a GAN logs no loss on held-out data
-                row["gap/loss"] = row["val/loss"] - row["train/loss"]
-            row |= {"epochs": info["epochs"], "seconds": round(seconds, 2), "run_id": info["run_id"],
-                    "curves": _curves(out / "history.csv")}
+            row, _, _ = run_variant(variant, [*base, *overrides], out_root / variant, pid, tuple(spec.get("metrics", [])))
             result["variants"][variant] = row
-            for k, v in row.items():
-                if isinstance(v, float):
-                    client.log_metric(pid, f"{variant}/{k}", v)
-            print(f"{name}/{variant}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
-        status = "FINISHED"
-    finally:
-        client.set_terminated(pid, status)
+            log_row(client, pid, variant, row)
     return result
 
 

@@ -138,7 +138,8 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
         ckpt_cb = trainer.checkpoint_callback
         if ckpt_cb is not None and ckpt_cb.best_model_score is not None:  # what a search optimises
             info["best_score"] = {ckpt_cb.monitor: float(ckpt_cb.best_model_score)}
-        info["last_ckpt"] = str(ckpt_dir / "last.ckpt") if (ckpt_dir / "last.ckpt").exists() else None
+        last = ckpt_cb.last_model_path if ckpt_cb is not None else ""
+        info["last_ckpt"] = last or None
         info["epochs"] = trainer.current_epoch
         # wall time of fit (training + validation) per epoch run in this process (a resumed run counts its own)
         info["epoch_time_s"] = fit_s / max(1, len(history.rows))

@@ -29,6 +29,29 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 ActSpec = str | Mapping[str, Any]
 
 
+def _xavier(w: torch.Tensor) -> None:
+    nn.init.xavier_uniform_(w)  # Glorot & Bengio 2010: Var(w) = 2 / (fan_in + fan_out), for tanh/sigmoid
+
+
+def _kaiming(w: torch.Tensor) -> None:
+    nn.init.kaiming_normal_(w, nonlinearity="relu")  # He et al. 2015: Var(w) = 2 / fan_in, for ReLU
+
+
+INIT_SCHEMES: dict[str, Callable[[torch.Tensor], None]] = {"xavier": _xavier, "kaiming": _kaiming}
+
+
+def init_weights(net: nn.Module, scheme: str) -> None:
+    """Re-initialise every Linear/Conv weight of ``net`` with ``scheme`` and zero its bias (``model.init``)."""
+    if scheme not in INIT_SCHEMES:
+        raise ConfigError(f"model.init={scheme!r} is unknown; choose one of: {', '.join(INIT_SCHEMES)} "
+                          "(or null for PyTorch's default per layer)")
+    for m in net.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            INIT_SCHEMES[scheme](m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def act_layer(spec: ActSpec) -> Callable[[], nn.Module]:
     """``"gelu"`` -> ``nn.GELU``; ``{"name": "leaky_relu", "negative_slope": 0.2}`` -> a partial of ``nn.LeakyReLU``."""
     kwargs: dict[str, Any] = {}

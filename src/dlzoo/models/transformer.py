@@ -4,7 +4,8 @@ Blocks are ``nn.TransformerEncoderLayer``: multi-head self-attention, Add & Laye
 Add & LayerNorm (post-norm, as in the paper and the lecture). Positions come from the paper's sinusoidal
 encoding or, with ``positions="learned"``, from a learned embedding table. A (B, C, L) signal is cut into
 non-overlapping patches of ``patch`` samples, each embedded linearly into one token (``patch=1``: one
-token per sample); the class is read from a prepended [CLS] token as in BERT/ViT.
+token per sample); the class is read from a prepended [CLS] token as in BERT/ViT. ``norm="batch"`` swaps every
+LayerNorm for BatchNorm over the tokens' features (the lecture-claims suite's LayerNorm-vs-BatchNorm comparison).
 """
 
 from __future__ import annotations
@@ -58,18 +59,47 @@ def positions(kind: str, d_model: int, max_len: int) -> nn.Module:
     return POSITIONS[kind](d_model, max_len)
 
 
+class TokenBatchNorm(nn.BatchNorm1d):
+    """BatchNorm of (B, T, d) tokens per feature, statistics over the batch and the positions (the baseline of
+    Shen et al. 2020, "PowerNorm"); running statistics in eval mode."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, d)
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class BatchNormEncoderLayer(nn.TransformerEncoderLayer):
+    """``nn.TransformerEncoderLayer`` (post-norm) with TokenBatchNorm for its two norms. ``forward`` is the plain
+    post-norm path: the parent's fused inference fast path would apply LayerNorm's formula to these weights."""
+
+    def __init__(self, d_model: int, *args, **kwargs):
+        super().__init__(d_model, *args, **kwargs)
+        self.norm1, self.norm2 = TokenBatchNorm(d_model), TokenBatchNorm(d_model)
+
+    def forward(self, src: torch.Tensor, src_mask=None, src_key_padding_mask=None, is_causal: bool = False):
+        x = self.norm1(src + self._sa_block(src, src_mask, src_key_padding_mask, is_causal=is_causal))
+        return self.norm2(x + self._ff_block(x))
+
+
+# model.norm -> (encoder layer, norm of the [CLS] feature vector (B, d) before the head)
+NORMS = {"layer": (nn.TransformerEncoderLayer, nn.LayerNorm), "batch": (BatchNormEncoderLayer, nn.BatchNorm1d)}
+
+
 class TransformerClassifier(nn.Module):
     def __init__(self, in_chans: int, seq_len: int, num_classes: int, d_model: int = 64, nhead: int = 4,
                  num_layers: int = 2, dim_feedforward: int = 128, dropout: float = 0.1, patch: int = 1,
-                 positions_kind: str = "sinusoidal", activation: str = "relu"):
+                 positions_kind: str = "sinusoidal", activation: str = "relu", norm: str = "layer"):
         super().__init__()
+        if norm not in NORMS:
+            from dlzoo.errors import ConfigError
+
+            raise ConfigError(f"model.norm={norm!r}: choose one of {sorted(NORMS)}")
+        layer_cls, norm_cls = NORMS[norm]
         self.embed = nn.Conv1d(in_chans, d_model, kernel_size=patch, stride=patch)  # linear patch embedding
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
         self.pos = positions(positions_kind, d_model, seq_len // patch + 1)
-        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation=activation,
-                                           batch_first=True)
+        layer = layer_cls(d_model, nhead, dim_feedforward, dropout, activation=activation, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, num_classes))
+        self.head = nn.Sequential(norm_cls(d_model), nn.Linear(d_model, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, L)
         tokens = self.embed(x).transpose(1, 2)  # (B, L/patch, d)
@@ -80,11 +110,11 @@ class TransformerClassifier(nn.Module):
 
 @register_model()
 def transformer(input_shape, num_classes, d_model=64, nhead=4, num_layers=2, dim_feedforward=128, dropout=0.1,
-                patch=1, positions="sinusoidal", activation="relu") -> TransformerClassifier:
+                patch=1, positions="sinusoidal", activation="relu", norm="layer") -> TransformerClassifier:
     if len(input_shape) != 2 or input_shape[1] % patch:
         from dlzoo.errors import ConfigError
 
         raise ConfigError(f"transformer takes (C, L) sequences with L divisible by model.patch={patch}, got inputs "
                           f"of shape {tuple(input_shape)}: use data=mnist1d")
     return TransformerClassifier(input_shape[0], input_shape[1], num_classes, d_model, nhead, num_layers,
-                                 dim_feedforward, dropout, patch, positions, activation)
+                                 dim_feedforward, dropout, patch, positions, activation, norm)

@@ -23,12 +23,15 @@ def score_key(rows: list[dict]) -> str:
 
 
 EXTRA_DIR = "metrics-extra"  # the extra suite's metrics (extra/dvc.yaml), next to metrics/
+CLAIMS_DIR = "metrics-claims"  # the lecture-claims suite's verdicts (claims/dvc.yaml, dlzoo.claims), next to metrics/
 
 
 def load_rows(metrics_dir: Path) -> list[dict]:
-    """The metrics JSONs of ``metrics_dir``, and of the extra suite's ``metrics-extra/`` beside it when it was run."""
+    """The metrics JSONs of ``metrics_dir``, and of the extra and claims suites beside it (``metrics-extra/``,
+    ``metrics-claims/``) when they were run."""
     rows = []
-    for f in [*sorted(metrics_dir.glob("*.json")), *sorted((metrics_dir.parent / EXTRA_DIR).glob("*.json"))]:
+    for f in [*sorted(metrics_dir.glob("*.json")), *sorted((metrics_dir.parent / EXTRA_DIR).glob("*.json")),
+              *sorted((metrics_dir.parent / CLAIMS_DIR).glob("*.json"))]:
         row = json.loads(f.read_text())
         row.setdefault("name", f.stem)
         rows.append(row)
@@ -39,7 +42,7 @@ def by_dataset(rows: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for r in rows:
         # comparisons, generative and detection runs (no accuracy or R^2 to rank by) have their own sections
-        if "comparison" not in r and r.get("task") not in ("autoencode", "gan", "detect"):
+        if "comparison" not in r and "claim" not in r and r.get("task") not in ("autoencode", "gan", "detect"):
             groups.setdefault(r.get("dataset", "?"), []).append(r)
     for g in groups.values():
         key = score_key(g)

@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+PROBE_PREFIXES = ("grad/", "update/")  # epoch figures of dlzoo.training.probes, kept when those callbacks run
 TIME_KEY = "time/train_epoch_s"  # wall time of the epoch's training batches (data, steps, logging; not validation)
 
 
@@ -36,6 +37,7 @@ class EpochHistory(pl.Callback):
         m = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch}
         row.update({k: float(m[k]) for k in KEYS if k in m})
+        row.update({k: float(v) for k, v in m.items() if k.startswith(PROBE_PREFIXES)})
         row[TIME_KEY] = self._train_s
         self.rows.append(row)
 
@@ -45,7 +47,8 @@ class EpochHistory(pl.Callback):
     def write_csv(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["epoch", *KEYS, TIME_KEY])
+            probes = sorted({k for r in self.rows for k in r if k.startswith(PROBE_PREFIXES)})
+            w = csv.DictWriter(f, fieldnames=["epoch", *KEYS, TIME_KEY, *probes])
             w.writeheader()
             for r in self.rows:
                 w.writerow(r)

@@ -32,3 +32,6 @@ SECTIONS.append(generative)
 from dlzoo.report.sections import detection  # noqa: E402
 
 SECTIONS.append(detection.section)
+from dlzoo.report.sections import claims  # noqa: E402
+
+SECTIONS.append(claims.section)

@@ -1,0 +1,3 @@
+from dlzoo.claims.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""``python -m dlzoo.claims NAME`` (a file of conf/claims/) runs one claim and writes its verdict JSON;
+``--list`` lists them. ``-o KEY=VALUE`` adds Hydra overrides to every run of the claim (e.g. fewer epochs for a
+quick look); ``--seeds 0,1`` replaces the claim's seeds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dlzoo.errors import DataError, DlzooError
+from dlzoo.paths import project_root
+from dlzoo.report.leaderboard import CLAIMS_DIR as METRICS_DIR  # next to metrics/; the report reads it
+
+
+
+def main(argv: list[str] | None = None) -> None:
+    from dlzoo.claims.spec import claim_names, load_claim
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", nargs="?", help="a claim of conf/claims/ (or a path to a claim YAML)")
+    ap.add_argument("--list", action="store_true", help="list the claims and their statements")
+    ap.add_argument("--summary", action="store_true", help=f"print the verdicts recorded in {METRICS_DIR}/")
+    ap.add_argument("--out", type=Path, default=None, help=f"verdict JSON (default: {METRICS_DIR}/NAME.json)")
+    ap.add_argument("--runs", type=Path, default=None, help="run folders (default: artifacts/claims/NAME)")
+    ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Hydra override added to every run of the claim (repeatable)")
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds replacing the claim's own")
+    ap.add_argument("--recheck", action="store_true",
+                    help="re-judge the runs recorded in the verdict JSON with the claim file's current checks (no training)")
+    args = ap.parse_args(argv)
+    root = project_root()
+    try:
+        if args.summary:
+            return print_summary(root / METRICS_DIR)
+        if args.list or not args.name:
+            for n in claim_names():
+                print(f"{n:24s} {load_claim(n)['claim']}")
+            return
+        spec = load_claim(args.name)
+        out = args.out or root / METRICS_DIR / f"{spec['name']}.json"
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+        from dlzoo.claims.runner import recheck, run_claim
+
+        if args.recheck:
+            if not out.exists():
+                raise DataError(f"{out} does not exist: run `python -m dlzoo.claims {spec['name']}` first")
+            result = recheck(spec, json.loads(out.read_text()))
+        else:
+            result = run_claim(spec, args.runs or root / "artifacts" / "claims" / spec["name"], args.override, seeds)
+    except DlzooError as exc:
+        sys.exit(f"error: {exc}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print_result(result)
+    print(f"MLflow parent run {result['parent_run_id']}; figures in {out}")
+
+
+def print_result(result: dict) -> None:
+    print(f"claim {result['claim']}: {result['verdict'].upper()}")
+    for c in result["checks"]:
+        s = c["summary"]
+        spread = f"{s['mean']:.4g} ± {s['std']:.3g} (n={s['n']})" if s else "n/a"
+        print(f"  {c['verdict']:13s} {c['label']}: {spread}, expected {c['expect']}")
+
+
+def print_summary(folder: Path) -> None:
+    results = sorted((json.loads(f.read_text()) for f in folder.glob("*.json")), key=lambda r: r.get("number") or 99)
+    if not results:
+        raise DataError(f"no verdicts in {folder}: run `make claims` (or `python -m dlzoo.claims NAME`)")
+    for r in results:
+        print_result(r)
+    print(f"\n{len(results)} claims; details and plots: reports/claims.md (after the report stage)")

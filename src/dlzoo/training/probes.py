@@ -1,0 +1,59 @@
+"""Training probes for the lecture-claims suite (``dlzoo.claims``): what the optimisation does inside, per epoch.
+
+Add one to any run from the command line, e.g.
+``+callbacks.grad_norms._target_=dlzoo.training.probes.GradientNorms``; the epoch means land in MLflow and in
+``history.csv`` (columns ``grad/*``, ``update/*``). Lightning's ``grad_norm`` utility gives the norms of one step;
+these callbacks add the per-layer *epoch means* and the first/last-layer ratio the vanishing-gradient claim needs,
+without a host sync per step (the sums stay tensors until the epoch ends).
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def weight_layers(net: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The weight matrices of the network's Linear/Conv layers, input side first (module order)."""
+    return [(name, m.weight) for name, m in net.named_modules() if isinstance(m, WEIGHTED)]
+
+
+class GradientNorms(pl.Callback):
+    """Per-layer gradient norm, averaged over the epoch's steps: ``grad/l<i>`` (layer i from the input) and
+    ``grad/first_over_last`` (input layer / output layer; << 1 when gradients vanish toward the input)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._layers = weight_layers(pl_module)
+        self._sums = torch.zeros(len(self._layers))
+        self._steps = 0
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        grads = [w.grad for _, w in self._layers]
+        if any(g is None for g in grads):
+            return
+        self._sums += torch.stack([g.detach().norm() for g in grads]).cpu()
+        self._steps += 1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._steps or not self._layers:
+            return
+        means = self._sums / self._steps
+        metrics = {f"grad/l{i}": float(v) for i, v in enumerate(means)}
+        metrics["grad/first_over_last"] = float(means[0] / means[-1].clamp_min(1e-30))
+        pl_module.log_dict(metrics, on_epoch=True)
+
+
+class UpdateNorms(pl.Callback):
+    """How far the weights moved in the epoch: ``update/norm`` = ‖θ_end − θ_start‖ over all trainable
+    parameters. A step size that dies out (AdaGrad's accumulated squares) shows as this falling toward 0."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = [p.detach().clone() for p in pl_module.parameters() if p.requires_grad]
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        now = [p.detach() for p in pl_module.parameters() if p.requires_grad]
+        moved = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(now, self._start)))
+        pl_module.log("update/norm", float(moved), on_epoch=True)

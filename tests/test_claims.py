@@ -1,0 +1,220 @@
+"""The lecture-claims suite (dlzoo.claims): claim files, statistics, verdicts, a real claim run, the report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import FAST, compose, run_cli
+
+from dlzoo.claims import expr
+from dlzoo.claims.verdict import FAILS, HOLDS, PARTLY, UNCLEAR, check_verdict, claim_verdict, summarize
+from dlzoo.errors import ConfigError
+
+
+def test_statistics_evaluate_figures_curves_and_functions():
+    a = expr.Figures({"val/acc": 0.9, "epochs": 3, "curves": {"train/loss": [2.0, 1.0, 0.5]}})
+    b = expr.Figures({"val/acc": 0.6, "epochs": 5, "curves": {"train/loss": [2.0, 1.5, 1.4]}})
+    names = {"a": a, "b": b, "res": {"x": {"ratio": 3.9}}}
+    assert expr.evaluate("a['val/acc'] - b['val/acc']", names) == pytest.approx(0.3)
+    assert expr.evaluate("mean(b.curves['train/loss']) / mean(a.curves['train/loss'])", names) == pytest.approx(4.9 / 3.5)
+    assert expr.evaluate("last(a.curves['train/loss']) / first(a.curves['train/loss'])", names) == 0.25
+    assert expr.evaluate("argmin(b.curves['train/loss']) + b.epochs - a.epochs", names) == 4.0
+    assert expr.evaluate("log10(res['x']['ratio'] * 10) > 1", names) == 1.0
+    assert expr.evaluate("ifnan(a['val/acc'] * nan_, 0.1)", {**names, "nan_": math.nan}) == 0.1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("__import__('os')", "unknown function '__import__'"),
+    ("__import__('os').system('true')", "is not allowed"),
+    ("a.__class__", "no .__class__"),
+    ("c['val/acc']", "unknown name 'c'; names: a"),
+    ("a['test/acc']", "no ['test/acc'] in a"),
+    ("[x for x in a]", "is not allowed"),
+    ("a['val/acc'] +", "is not an expression"),
+    ("a.curves", "not a number"),
+])
+def test_statistics_refuse_what_is_not_arithmetic_on_figures(text, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        expr.evaluate(text, {"a": expr.Figures({"val/acc": 0.5, "curves": {}})})
+
+
+def test_verdicts_over_seeds_and_checks():
+    assert check_verdict([0.2, 0.1, 0.3], "> 0") == HOLDS
+    assert check_verdict([-0.2, -0.1], "> 0") == FAILS
+    assert check_verdict([0.2, -0.1], "> 0") == UNCLEAR
+    assert check_verdict([0.5, math.nan], ">= 0.5") == UNCLEAR  # a diverged seed meets nothing
+    assert check_verdict([3.6], ">= 3.5") == HOLDS and check_verdict([1e-3], "< 1e-2") == HOLDS
+    assert claim_verdict([HOLDS, HOLDS]) == HOLDS and claim_verdict([FAILS, FAILS]) == FAILS
+    assert claim_verdict([HOLDS, FAILS]) == PARTLY and claim_verdict([HOLDS, UNCLEAR]) == UNCLEAR
+    s = summarize([1.0, 2.0, 3.0])
+    assert (s["mean"], s["std"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 1.0, 3.0, 3)
+    with pytest.raises(ConfigError, match="write an operator and a number"):
+        check_verdict([1.0], "bigger than 0")
+
+
+def test_every_claim_file_loads_and_every_run_composes_and_validates():
+    """Registry-driven: each claim of conf/claims/ and each of its variants (as `dlzoo.claims` composes them)."""
+    from omegaconf import OmegaConf
+
+    from dlzoo.claims.runner import EXPERIMENT
+    from dlzoo.claims.spec import claim_names, load_claim
+    from dlzoo.compare import base_overrides
+    from dlzoo.config import validate
+    from dlzoo.paths import project_root
+
+    names = claim_names()
+    params = OmegaConf.load(project_root() / "params.yaml").pipeline
+    assert sorted([*params.claims, *params.claims_on_results]) == names  # every claim is in the suite, once
+    assert sorted(load_claim(n)["number"] for n in names) == list(range(1, len(names) + 1))
+    for name in names:
+        spec = load_claim(name)
+        for variant in spec["variants"].values():
+            cfg = compose([*base_overrides(spec), f"logger.experiment_name={EXPERIMENT}", *variant["overrides"], "seed=0"])
+            validate(cfg)
+        assert bool(spec["variants"]) != (name in params.claims_on_results)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("claim: x\nchecks: [{statistic: '1', expect: '> 0'}]\nvariants: {a: [seed=1]}\n", "`seeds`"),
+    ("claim: x\nchecks: [{statistic: '1', expect: 'more'}]\n", "write an operator"),
+    ("claim: x\nchecks: [{statistic: '1', expect: '> 0'}]\nsede: [1]\n", "unknown keys \\['sede'\\]"),
+    ("claim: x\nseeds: [0]\nchecks: [{statistic: '1', expect: '> 0'}]\nvariants: {a-b: [seed=1]}\n", "identifier"),
+    ("claim: x\nchecks: [{statistic: '1', expect: '> 0'}]\nmeasure: [flatness]\n", "choose from sharpness"),
+])
+def test_a_bad_claim_file_is_refused_before_training(tmp_path, body, message):
+    from dlzoo.claims.spec import load_claim
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        load_claim(str(path))
+
+
+def test_an_unknown_claim_lists_the_valid_ones(root):
+    r = run_cli(["-m", "dlzoo.claims", "vanishing_gradient"], root, timeout=60)
+    assert r.returncode != 0 and "unknown; choose one of" in r.stderr and "vanishing_gradients" in r.stderr
+
+
+def test_top_hessian_eigenvalue_matches_the_exact_one():
+    """Power iteration on Hessian-vector products vs eigvalsh of the exact Hessian of a least-squares loss."""
+    from dlzoo.claims.measures import top_hessian_eigenvalue
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 5, generator=g), torch.randn(64, generator=g)
+    w = torch.zeros(5, requires_grad=True)
+    batches = [(x[:32], y[:32]), (x[32:], y[32:])]
+    eig = top_hessian_eigenvalue(lambda b: ((b[0] @ w - b[1]) ** 2).mean(), [w], batches, iters=100, tol=1e-8)
+    exact = torch.linalg.eigvalsh(2 * x.T @ x / 64).max()  # H = 2 XᵀX / n, the mean of the two batches' Hessians
+    assert eig == pytest.approx(float(exact), rel=1e-4)
+
+
+TINY = """number: 1
+title: tiny
+claim: ReLU trains a deep MLP that sigmoid cannot.
+base: [experiment=digits_mlp, "model.hidden=[32,32,32,32,32,32]", model.dropout=0.0, optimizer=sgd,
+       trainer.max_epochs=2, callbacks.early_stopping=null, "+callbacks.grad_norms._target_=dlzoo.training.probes.GradientNorms",
+       "+callbacks.update_norms._target_=dlzoo.training.probes.UpdateNorms"]
+seeds: [0]
+curves: [grad/first_over_last, update/norm]
+measure: [sharpness]
+variants:
+  sigmoid: [model.activation=sigmoid, model.init=xavier]
+  relu: [model.activation=relu, model.init=kaiming]
+  exploding: [optimizer.lr=1.0e+12]
+checks:
+  - label: gradient ratio
+    statistic: log10(first(relu.curves['grad/first_over_last']) / first(sigmoid.curves['grad/first_over_last']))
+    expect: "> 1"
+  - label: diverged run counted at chance
+    statistic: relu['val/acc'] - ifnan(exploding['val/acc'], 0.1)
+    expect: "> 0"
+plot: {curve: train/loss}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_claim(tmp_path_factory, splits_dir):
+    """A claim run for real, once for this module: 3 variants x 1 seed, 2 epochs each, in its own project."""
+    import os
+    import shutil
+
+    from conftest import ROOT
+
+    proj = tmp_path_factory.mktemp("claimproj")
+    shutil.copytree(ROOT / "conf", proj / "conf")
+    shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
+    (proj / "artifacts").mkdir()
+    os.symlink(splits_dir, proj / "artifacts" / "splits")
+    (proj / "conf" / "claims" / "tiny.yaml").write_text(TINY)
+    r = run_cli(["-m", "dlzoo.claims", "tiny", *[x for f in FAST for x in ("-o", f)]], proj, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return proj, json.loads((proj / "metrics-claims" / "tiny.json").read_text()), r.stdout
+
+
+def test_a_claim_trains_its_variants_under_one_parent_and_judges_them(tiny_claim):
+    import mlflow
+
+    proj, result, stdout = tiny_claim
+    v = result["variants"]
+    assert set(v) == {"sigmoid", "relu", "exploding"} and all(set(x) == {"0"} for x in v.values())
+    relu, sigmoid, boom = v["relu"]["0"], v["sigmoid"]["0"], v["exploding"]["0"]
+    # the statistic is recomputed here from the recorded figures (the probes' epoch means, in history.csv too)
+    ratio = math.log10(relu["curves"]["grad/first_over_last"][0] / sigmoid["curves"]["grad/first_over_last"][0])
+    assert result["checks"][0]["values"]["0"] == pytest.approx(ratio) and ratio > 1
+    assert result["checks"][1]["values"]["0"] == pytest.approx(relu["val/acc"] - 0.1)
+    assert [c["verdict"] for c in result["checks"]] == [HOLDS, HOLDS] and result["verdict"] == HOLDS
+    assert boom["diverged"] == 1.0 and "train/loss is" in boom["error"] and relu["diverged"] == 0.0
+    assert len(relu["curves"]["update/norm"]) == 2 and relu["sharpness"] > 0 and sigmoid["sharpness"] > 0
+    header = (proj / "artifacts" / "claims" / "tiny" / "relu_s0" / "history.csv").read_text().splitlines()[0]
+    assert "grad/first_over_last" in header and "grad/l6" in header and "update/norm" in header
+    assert "claim tiny: HOLDS" in stdout
+    client = mlflow.MlflowClient(f"sqlite:///{proj / 'mlflow.db'}")
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["dlzoo.verdict"] == HOLDS
+    assert parent.data.metrics["check0/mean"] == pytest.approx(ratio)
+    exp = client.get_experiment_by_name("claims")
+    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    status = {c.data.tags["dlzoo.variant"]: c.info.status for c in children}
+    assert status == {"sigmoid_s0": "FINISHED", "relu_s0": "FINISHED", "exploding_s0": "FAILED"}
+
+
+def test_recheck_rejudges_recorded_runs_without_training(tiny_claim):
+    proj, result, _ = tiny_claim
+    spec = proj / "conf" / "claims" / "tiny.yaml"
+    spec.write_text(TINY.replace('expect: "> 1"', 'expect: "> 100"'))
+    try:
+        r = run_cli(["-m", "dlzoo.claims", "tiny", "--recheck"], proj, timeout=120)
+    finally:
+        spec.write_text(TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads((proj / "metrics-claims" / "tiny.json").read_text())
+    assert again["checks"][0]["values"] == result["checks"][0]["values"]  # same runs, no new training
+    assert again["checks"][0]["verdict"] == FAILS and again["verdict"] == PARTLY
+
+
+def test_the_report_shows_each_verdict_with_its_evidence(tiny_claim, tmp_path):
+    from dlzoo.report.leaderboard import by_dataset
+    from dlzoo.report.sections.claims import section
+
+    _, result, _ = tiny_claim
+    text = section([result], tmp_path)
+    assert "| 1 | ReLU trains a deep MLP that sigmoid cannot. | ✅ holds |" in text
+    detail = (tmp_path / "claims.md").read_text()
+    assert "gradient ratio" in detail and f"`{result['parent_run_id']}`" in detail and "| exploding |" in detail
+    assert f"{result['checks'][0]['values']['0']:.4g}" in detail and (tmp_path / "claims" / "tiny.png").exists()
+    assert by_dataset([result]) == {}  # verdicts are not leaderboard rows
+
+
+def test_claims_pipeline_has_a_stage_per_claim(root):
+    r = run_cli(["-m", "dvc", "stage", "list", "-R", "claims"], root, timeout=120)
+    assert r.returncode == 0, r.stderr
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.load(root / "params.yaml").pipeline
+    stages = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+    assert stages == {*(f"claims/dvc.yaml:claims@{n}" for n in params.claims),
+                      *(f"claims/dvc.yaml:claims_on_results@{n}" for n in params.claims_on_results)}
