@@ -30,11 +30,12 @@ COMMANDS = {
     "evaluate --help": [PY, "-m", "dlzoo.evaluate", "--help"],
     "predict --help": [PY, "-m", "dlzoo.predict", "--help"],
     "compress --help": [PY, "-m", "dlzoo.compress", "--help"],
+    "claims --list": [PY, "-m", "dlzoo.claims", "--list"],
     "import lightning": [PY, "-c", "import lightning.pytorch"],
     "import torch": [PY, "-c", "import torch"],
 }
 NO_LIGHTNING = ("train --help", "train --cfg job", "report --help", "evaluate --help", "predict --help",
-                "compress --help")
+                "compress --help", "claims --list")
 
 
 def train_one_step(tmp: str) -> list[str]:

@@ -119,7 +119,7 @@ base: [experiment=digits_mlp, "model.hidden=[32,32,32,32,32,32]", model.dropout=
        trainer.max_epochs=2, callbacks.early_stopping=null, "+callbacks.grad_norms._target_=dlzoo.training.probes.GradientNorms",
        "+callbacks.update_norms._target_=dlzoo.training.probes.UpdateNorms"]
 seeds: [0]
-curves: [grad/first_over_last, update/norm]
+curves: [grad/first_over_last, update/norm, update/effective_lr]
 measure: [sharpness]
 variants:
   sigmoid: [model.activation=sigmoid, model.init=xavier]
@@ -169,6 +169,7 @@ def test_a_claim_trains_its_variants_under_one_parent_and_judges_them(tiny_claim
     assert [c["verdict"] for c in result["checks"]] == [HOLDS, HOLDS] and result["verdict"] == HOLDS
     assert boom["diverged"] == 1.0 and "train/loss is" in boom["error"] and relu["diverged"] == 0.0
     assert len(relu["curves"]["update/norm"]) == 2 and relu["sharpness"] > 0 and sigmoid["sharpness"] > 0
+    assert all(0 < x <= 0.05 * 1.0001 for x in relu["curves"]["update/effective_lr"])  # SGD: ‖Σ lr·g‖ <= lr·Σ‖g‖
     header = (proj / "artifacts" / "claims" / "tiny" / "relu_s0" / "history.csv").read_text().splitlines()[0]
     assert "grad/first_over_last" in header and "grad/l6" in header and "update/norm" in header
     assert "claim tiny: HOLDS" in stdout
@@ -206,6 +207,7 @@ def test_the_report_shows_each_verdict_with_its_evidence(tiny_claim, tmp_path):
     detail = (tmp_path / "claims.md").read_text()
     assert "gradient ratio" in detail and f"`{result['parent_run_id']}`" in detail and "| exploding |" in detail
     assert f"{result['checks'][0]['values']['0']:.4g}" in detail and (tmp_path / "claims" / "tiny.png").exists()
+    assert 'src="claims/tiny.png"' in (tmp_path / "claims.html").read_text()
     assert by_dataset([result]) == {}  # verdicts are not leaderboard rows
 
 

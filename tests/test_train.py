@@ -163,7 +163,8 @@ def test_missing_splits_name_the_fix(project):
 
 
 def test_commands_that_do_not_train_do_not_import_lightning(project):
-    code = ("import sys, dlzoo.train, dlzoo.report.cli, dlzoo.configure, dlzoo.evaluate; "
+    code = ("import sys, dlzoo.train, dlzoo.report.cli, dlzoo.configure, dlzoo.evaluate, dlzoo.claims.cli, "
+            "dlzoo.claims.spec, dlzoo.claims.runner; "
             "bad = [m for m in ('lightning', 'torch', 'mlflow') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     r = run_cli(["-c", code], cwd=project)
     assert r.returncode == 0, r.stdout + r.stderr

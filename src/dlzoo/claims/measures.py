@@ -8,16 +8,16 @@ because it is ~30 lines on torch.autograd; PyHessian, the usual library, is unma
 
 from __future__ import annotations
 
-import torch
 
-
-def top_hessian_eigenvalue(loss_fn, params: list[torch.Tensor], batches: list, iters: int = 30, seed: int = 0,
+def top_hessian_eigenvalue(loss_fn, params: list, batches: list, iters: int = 30, seed: int = 0,
                            tol: float = 1e-4) -> float:
     """Largest-magnitude eigenvalue of ∇²L, L = mean over ``batches`` of ``loss_fn(batch)``.
 
     Power iteration v ← Hv/‖Hv‖ from a seeded random v; stops when the Rayleigh quotient vᵀHv changes by less
     than ``tol`` (relative) or after ``iters`` products.
     """
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
     norm = torch.sqrt(sum((x * x).sum() for x in v))
@@ -41,6 +41,8 @@ def top_hessian_eigenvalue(loss_fn, params: list[torch.Tensor], batches: list, i
 
 def sharpness(task, dm, max_samples: int = 1024, batch_size: int = 256, seed: int = 0) -> float:
     """Top Hessian eigenvalue of ``task``'s training loss on the first ``max_samples`` training samples."""
+    import torch
+
     ds = dm.datasets["train"]
     n = min(max_samples, len(ds))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)), batch_size=batch_size)

@@ -47,13 +47,21 @@ class GradientNorms(pl.Callback):
 
 
 class UpdateNorms(pl.Callback):
-    """How far the weights moved in the epoch: ``update/norm`` = ‖θ_end − θ_start‖ over all trainable
-    parameters. A step size that dies out (AdaGrad's accumulated squares) shows as this falling toward 0."""
+    """How far the weights moved in the epoch: ``update/norm`` = ‖θ_end − θ_start‖ over all trainable parameters,
+    and ``update/effective_lr`` = that distance over the sum of the steps' gradient norms — the step taken per unit
+    of gradient. AdaGrad's accumulated squares make the latter die out; RMSProp/Adam rescale it back up."""
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = [p.detach().clone() for p in pl_module.parameters() if p.requires_grad]
+        self._params = [p for p in pl_module.parameters() if p.requires_grad]
+        self._start = [p.detach().clone() for p in self._params]
+        self._grad_sum = torch.zeros(())
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        grads = [p.grad.detach() for p in self._params if p.grad is not None]
+        if grads:
+            self._grad_sum += torch.sqrt(sum((g * g).sum() for g in grads)).cpu()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        now = [p.detach() for p in pl_module.parameters() if p.requires_grad]
-        moved = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(now, self._start)))
-        pl_module.log("update/norm", float(moved), on_epoch=True)
+        moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(self._params, self._start)))
+        pl_module.log_dict({"update/norm": float(moved),
+                            "update/effective_lr": float(moved / self._grad_sum.clamp_min(1e-30))}, on_epoch=True)

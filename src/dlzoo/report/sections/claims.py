@@ -79,9 +79,12 @@ def section(rows: list[dict], out_dir: Path) -> str | None:
             "`python -m dlzoo.claims NAME`), judged by its checks: holds = every seed meets every check's expectation, "
             "does not hold = none does, partly = some checks hold and others do not, unclear = the seeds disagree.\n\n"
             + "\n".join(_claim_md(c, out_dir) for c in claims))
+    from dlzoo.report.cli import to_html
+
     (out_dir / "claims.md").write_text(text)
+    (out_dir / "claims.html").write_text(to_html(text, "dlzoo lecture claims"))
     table = ["| # | claim | verdict |", "|---|---|---|"]
     table += [f"| {c.get('number', '')} | {c['statement']} | {MARK.get(c['verdict'], c['verdict'])} |" for c in claims]
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     return (f"## Lecture claims\n\n{len(claims)} claims of the lecture notes tested on real runs ({summary}); "
-            "checks, figures per seed and plots: [claims.md](claims.md).\n\n" + "\n".join(table) + "\n")
+            "checks, figures per seed and plots: [claims.md](claims.md) ([as HTML](claims.html)).\n\n" + "\n".join(table) + "\n")
