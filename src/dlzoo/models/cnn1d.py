@@ -1,6 +1,5 @@
 """A small 1-D CNN for signals such as MNIST-1D: stages of conv-BN-ReLU blocks with max pooling between
-stages, then global average pooling (or, ``head="flatten"``, the flattened feature map: the head then sees where
-along the signal each feature fired) and a linear head."""
+stages, then global average pooling and a linear head."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from dlzoo.models.registry import register_model
 class CNN1d(nn.Module):
     def __init__(self, in_chans: int, num_classes: int, channels: list[int], kernel_size: int = 5,
                  dropout: float = 0.0, batchnorm: bool = True, spatial_dropout: float = 0.0,
-                 convs_per_stage: int = 1, head: str = "gap", length: int | None = None):
+                 convs_per_stage: int = 1):
         super().__init__()
         blocks: list[nn.Module] = []
         c_in = in_chans
@@ -28,11 +27,8 @@ class CNN1d(nn.Module):
             if i < len(channels) - 1:
                 blocks.append(nn.MaxPool1d(2))  # (B, c, L/2)
         self.features = nn.Sequential(*blocks)
-        if head == "gap":
-            self.pool, n_features = nn.AdaptiveAvgPool1d(1), c_in  # (B, c, 1)
-        else:  # flatten: (B, c, L / 2^(stages-1))
-            self.pool, n_features = nn.Identity(), c_in * (length // 2 ** (len(channels) - 1))
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(n_features, num_classes))
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, num_classes))
 
     def forward(self, x):  # x: (B, C, L)
         return self.head(self.pool(self.features(x)))
@@ -40,13 +36,11 @@ class CNN1d(nn.Module):
 
 @register_model()
 def cnn1d(input_shape, num_classes, channels=(32, 64, 128), kernel_size=5, dropout=0.0, batchnorm=True,
-          spatial_dropout=0.0, convs_per_stage=1, head="gap") -> CNN1d:
-    from dlzoo.errors import ConfigError
-
+          spatial_dropout=0.0, convs_per_stage=1) -> CNN1d:
     if len(input_shape) != 2:
+        from dlzoo.errors import ConfigError
+
         raise ConfigError(f"cnn1d takes (C, L) signals, got inputs of shape {tuple(input_shape)}: use data=mnist1d "
                           "or an image model (e.g. model=lenet5)")
-    if head not in ("gap", "flatten"):
-        raise ConfigError(f"model.head={head!r}: choose gap (global average pool) or flatten")
     return CNN1d(input_shape[0], num_classes, list(channels), kernel_size, dropout, batchnorm, spatial_dropout,
-                 convs_per_stage, head, input_shape[1])
+                 convs_per_stage)
