@@ -261,7 +261,7 @@ def test_compress_records_nested_runs_and_metrics(project):
     assert len(client.get_metric_history(by["prune_global"]["run_id"], "prune/acc")) == 1
     assert {by["distill-distilled"]["role"], by["distill-scratch"]["role"]} == {"distilled", "scratch"}
     student = client.get_run(by["distill-distilled"]["run_id"])
-    assert student.data.params["task"] == "distill" and student.data.params["distill.temperature"] == "4.0"
+    assert student.data.params["task"] == "distill" and student.data.params["distill.temperature"] == "2.0"
     assert client.get_run(by["distill-scratch"]["run_id"]).data.params["task"] == "classify"
     write_metrics(rows, project / "metrics" / "compress" / "src.json")
     keyed = json.loads((project / "metrics" / "compress" / "src.json").read_text())
