@@ -211,6 +211,14 @@ def test_student_epochs_resize_the_teachers_cosine_schedule(tmp_path):
     assert cfgs["distilled"].distill.temperature == 2.0 and cfgs["scratch"].task == "classify"
 
 
+def test_cli_takes_recipe_overrides_after_the_options(tmp_path):
+    from dlzoo.compress.cli import main
+
+    # parsed (README's `--recipes distill temperature=2 alpha=0.5`), then refused for the missing run, not by argparse
+    with pytest.raises(SystemExit, match="run_info.json"):
+        main([str(tmp_path / "none"), "--recipes", "distill", "temperature=2", "alpha=0.5"])
+
+
 def test_report_states_the_fraction_of_the_distillation_gap_closed():
     from dlzoo.report.sections.compression import distill_gaps, gap_closed
 
