@@ -148,6 +148,11 @@ def test_mobilenet_depthwise_separable_is_cheaper():
     block = net.features[2]  # 16 -> 32 channels
     full = nn.Conv2d(block[0][0].in_channels, block[1][0].out_channels, 3, padding=1, bias=False)
     assert count_parameters(block) < count_parameters(full) / 3
+    shallow = get_model("mobilenet_v1", input_shape=DIGITS, num_classes=10, repeats=1)  # the paper's 5x stack -> 1x
+    assert len(shallow.features) == len(net.features) - 4
+    assert count_parameters(shallow) < count_parameters(net) and shallow(torch.randn(2, *DIGITS)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="repeats"):
+        get_model("mobilenet_v1", input_shape=DIGITS, num_classes=10, repeats=-1)
     v2 = get_model("mobilenet_v2", input_shape=DIGITS, num_classes=10)
     residuals = [m for m in v2.modules() if type(m).__name__ == "InvertedResidual" and m.residual]
     assert residuals and isinstance(residuals[0].body[-1][-1], nn.BatchNorm2d)  # linear bottleneck: no ReLU

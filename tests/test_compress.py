@@ -9,6 +9,7 @@ import json
 import mlflow
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from conftest import FAST, compose
@@ -197,6 +198,39 @@ def test_report_says_plainly_where_int8_is_not_faster():
     assert int8_speed([{"method": "prune", "name": "x", "speedup/b256": 2.0}]) == []
 
 
+def test_student_epochs_resize_the_teachers_cosine_schedule(tmp_path):
+    from dlzoo.compress.distill import student_configs
+
+    teacher = compose(["experiment=mnist1d_cnn1d"])
+    teacher = OmegaConf.create(OmegaConf.to_container(teacher, resolve=True))  # as saved: T_max a number
+    recipe = OmegaConf.create({"student": {"model": "cnn1d", "overrides": {"channels": [4, 8]}}, "temperature": 2.0,
+                               "alpha": 0.9, "epochs": 45})
+    cfgs = student_configs(teacher, tmp_path, recipe, "e", "r")
+    for cfg in cfgs.values():  # both students: the same budget, one full cosine cycle over their 45 epochs
+        assert cfg.trainer.max_epochs == 45 and cfg.scheduler.T_max == 45 and cfg.model.channels == [4, 8]
+    assert cfgs["distilled"].distill.temperature == 2.0 and cfgs["scratch"].task == "classify"
+
+
+def test_cli_takes_recipe_overrides_after_the_options(tmp_path):
+    from dlzoo.compress.cli import main
+
+    # parsed (README's `--recipes distill temperature=2 alpha=0.5`), then refused for the missing run, not by argparse
+    with pytest.raises(SystemExit, match="run_info.json"):
+        main([str(tmp_path / "none"), "--recipes", "distill", "temperature=2", "alpha=0.5"])
+
+
+def test_report_states_the_fraction_of_the_distillation_gap_closed():
+    from dlzoo.report.sections.compression import distill_gaps, gap_closed
+
+    assert gap_closed(0.99, 0.95, 0.97) == pytest.approx(0.5)
+    rows = [{"source": "t", "role": None, "method": "prune", "test/acc": 0.98},
+            {"source": "t", "role": "distilled", "method": "distill", "test/acc": 0.96, "source/test/acc": 0.98},
+            {"source": "t", "role": "scratch", "method": "distill", "test/acc": 0.90, "source/test/acc": 0.98}]
+    text = " ".join(distill_gaps(rows))
+    assert "teacher 0.9800" in text and "75% of the gap closed" in text
+    assert distill_gaps(rows[:2]) == []  # no scratch student: nothing to compare with
+
+
 def test_compress_records_nested_runs_and_metrics(project):
     """A 1-epoch MLP on digits, then quantization, pruning and distillation through the runner."""
     from dlzoo.compress.runner import compress, write_metrics
@@ -235,7 +269,7 @@ def test_compress_records_nested_runs_and_metrics(project):
     assert len(client.get_metric_history(by["prune_global"]["run_id"], "prune/acc")) == 1
     assert {by["distill-distilled"]["role"], by["distill-scratch"]["role"]} == {"distilled", "scratch"}
     student = client.get_run(by["distill-distilled"]["run_id"])
-    assert student.data.params["task"] == "distill" and student.data.params["distill.temperature"] == "4.0"
+    assert student.data.params["task"] == "distill" and student.data.params["distill.temperature"] == "2.0"
     assert client.get_run(by["distill-scratch"]["run_id"]).data.params["task"] == "classify"
     write_metrics(rows, project / "metrics" / "compress" / "src.json")
     keyed = json.loads((project / "metrics" / "compress" / "src.json").read_text())

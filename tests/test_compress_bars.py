@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import FAST, compose
+from dlzoo.report.sections.compression import gap_closed
 
 
 def _compress(project, experiment: str, recipes: list[str]) -> dict[str, dict]:
@@ -50,3 +51,7 @@ def test_cnn1d_structured_and_distillation_bars(project):
     s = by["prune_structured"]
     assert s["params/total"] <= 0.5 * by["source"]["params/total"] and s["test/acc_delta"] >= -0.02
     assert by["distill-distilled"]["test/acc"] > by["distill-scratch"]["test/acc"]
+    # the distillation bar, >= 50% of the teacher-student gap closed, is not met: 39% at seed 42 (see
+    # conf/compress/distill.yaml); printed, not asserted
+    print("gap closed:", gap_closed(by["source"]["test/acc"], by["distill-scratch"]["test/acc"],
+                                    by["distill-distilled"]["test/acc"]))

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", type=Path, default=None,
                     help="folder for the compressed models (default: artifacts/compressed/<run folder name>)")
     ap.add_argument("overrides", nargs="*", help="recipe overrides, e.g. finetune.epochs=2 (applied where the key exists)")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # overrides may follow --recipes, as in the examples above
     from dlzoo.compress.runner import compress, write_metrics
 
     root = project_root()

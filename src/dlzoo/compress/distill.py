@@ -40,6 +40,9 @@ def student_configs(teacher_cfg: DictConfig, teacher_dir: Path, recipe: DictConf
     base.data.image_size = image_size
     base.train.test = False
     if recipe.get("epochs"):
+        # the saved config is resolved: a schedule sized by the teacher's epochs (cosine T_max) follows the new count
+        if (base.get("scheduler") or {}).get("T_max") == base.trainer.max_epochs:
+            base.scheduler.T_max = int(recipe.epochs)
         base.trainer.max_epochs = int(recipe.epochs)
     base.logger.experiment_name = experiment
     out = {}

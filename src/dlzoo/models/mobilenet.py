@@ -16,11 +16,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dlzoo.errors import ConfigError
 from dlzoo.models.layers import ConvBNAct, classifier_head, image_shape, scaled
 from dlzoo.models.registry import register_model
 
-# v1: (output channels, stride) of each depthwise-separable block after the 32-channel stem
-V1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(512, 1)] * 5, (1024, 2), (1024, 1)]
+# v1: (output channels, stride) of each depthwise-separable block after the 32-channel stem; the paper's
+# "5x" stack of stride-1 512-channel blocks is V1_REPEATS of them (``repeats``).
+V1_REPEATS = 5
+
+
+def v1_blocks(repeats: int = V1_REPEATS) -> list[tuple[int, int]]:
+    return [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(512, 1)] * repeats, (1024, 2), (1024, 1)]
 # v2: (expansion t, channels c, repeats n, stride s) -- Table 2 of the paper; t is overridden by `expansion`
 V2_BLOCKS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
@@ -55,13 +61,14 @@ def _dilate_last(strides: list[int], dilation: int) -> list[int]:
 
 
 class MobileNetV1(nn.Module):
-    def __init__(self, in_chans: int, num_classes: int, width: float = 0.25, dilation: int = 1, dropout: float = 0.0):
+    def __init__(self, in_chans: int, num_classes: int, width: float = 0.25, dilation: int = 1, dropout: float = 0.0,
+                 repeats: int = V1_REPEATS):
         super().__init__()
         c = scaled(32, width)
-        strides = [s for _, s in V1_BLOCKS]
-        dilations = _dilate_last(strides, dilation)
+        blocks = v1_blocks(repeats)
+        dilations = _dilate_last([s for _, s in blocks], dilation)
         layers: list[nn.Module] = [ConvBNAct(in_chans, c, 3)]  # (B, c, H, W)
-        for (c_out, s), d in zip(V1_BLOCKS, dilations):
+        for (c_out, s), d in zip(blocks, dilations):
             c_out = scaled(c_out, width)
             layers.append(SeparableConv(c, c_out, 1 if d > 1 else s, d))
             c = c_out
@@ -94,9 +101,11 @@ class MobileNetV2(nn.Module):
 
 
 @register_model()
-def mobilenet_v1(input_shape, num_classes, width=0.25, dilation=1, dropout=0.0) -> MobileNetV1:
+def mobilenet_v1(input_shape, num_classes, width=0.25, dilation=1, dropout=0.0, repeats=V1_REPEATS) -> MobileNetV1:
     c, _, _ = image_shape("mobilenet_v1", input_shape)
-    return MobileNetV1(c, num_classes, width, dilation, dropout)
+    if not (isinstance(repeats, int) and repeats >= 0):
+        raise ConfigError(f"mobilenet_v1 repeats={repeats!r}: a whole number >= 0 (the paper's 5x 512-channel stack)")
+    return MobileNetV1(c, num_classes, width, dilation, dropout, repeats)
 
 
 @register_model()
