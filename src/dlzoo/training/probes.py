@@ -47,21 +47,31 @@ class GradientNorms(pl.Callback):
 
 
 class UpdateNorms(pl.Callback):
-    """How far the weights moved in the epoch: ``update/norm`` = ‖θ_end − θ_start‖ over all trainable parameters,
-    and ``update/effective_lr`` = that distance over the sum of the steps' gradient norms — the step taken per unit
-    of gradient. AdaGrad's accumulated squares make the latter die out; RMSProp/Adam rescale it back up."""
+    """How far the weights move: ``update/norm`` = ‖θ_end − θ_start‖ over the epoch (all trainable parameters), and
+    ``update/effective_lr`` = Σ‖θ_after − θ_before‖ / Σ‖g‖ over the epoch's optimizer steps — the step length
+    per unit of gradient (exactly lr for plain SGD). AdaGrad's accumulated squares make it die out; RMSProp's and
+    Adam's running averages scale it back up as gradients shrink. Costs a copy of the weights per step: a probe
+    for small models."""
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._params = [p for p in pl_module.parameters() if p.requires_grad]
         self._start = [p.detach().clone() for p in self._params]
-        self._grad_sum = torch.zeros(())
+        self._before: list[torch.Tensor] | None = None
+        self._steps = torch.zeros(())
+        self._grads = torch.zeros(())
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
         grads = [p.grad.detach() for p in self._params if p.grad is not None]
         if grads:
-            self._grad_sum += torch.sqrt(sum((g * g).sum() for g in grads)).cpu()
+            self._grads += torch.sqrt(sum((g * g).sum() for g in grads)).cpu()
+            self._before = [p.detach().clone() for p in self._params]
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self._before is not None:
+            self._steps += torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(self._params, self._before))).cpu()
+            self._before = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(self._params, self._start)))
         pl_module.log_dict({"update/norm": float(moved),
-                            "update/effective_lr": float(moved / self._grad_sum.clamp_min(1e-30))}, on_epoch=True)
+                            "update/effective_lr": float(self._steps / self._grads.clamp_min(1e-30))}, on_epoch=True)
