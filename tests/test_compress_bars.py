@@ -47,9 +47,10 @@ def test_lenet5_pruning_and_static_int8_bars(project):
 
 @pytest.mark.slow
 def test_cnn1d_structured_and_distillation_bars(project):
-    by = _compress(project, "mnist1d_cnn1d", ["prune_structured", "distill"])
-    s = by["prune_structured"]
-    assert s["params/total"] <= 0.5 * by["source"]["params/total"] and s["test/acc_delta"] >= -0.02
+    pruned = _compress(project, "mnist1d_cnn1d", ["prune_structured"])
+    s = pruned["prune_structured"]
+    assert s["params/total"] <= 0.5 * pruned["source"]["params/total"] and s["test/acc_delta"] >= -0.02
+    by = _compress(project, "mnist1d_cnn1d_teacher", ["distill"])  # the teacher trained without label smoothing
     assert by["distill-distilled"]["test/acc"] > by["distill-scratch"]["test/acc"]
     # the distillation bar, >= 50% of the teacher-student gap closed, is not met: 39% at seed 42 (see
     # conf/compress/distill.yaml); printed, not asserted

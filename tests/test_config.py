@@ -85,6 +85,18 @@ def test_params_yaml_is_the_composed_default():
     assert committed == composed, "params.yaml is stale: run `make params`"
 
 
+def test_an_experiments_job_config_does_not_change_when_the_matrix_does(tmp_path):
+    """configure@<exp> writes --job configs (no pipeline lists): adding an experiment or a claim to the suite
+    leaves every other train@<exp> stage's dependency as it was, so DVC re-trains nothing else."""
+    from dlzoo.configure import main
+
+    main(["--out", str(tmp_path / "a.yaml"), "--job", "experiment=digits_mlp"])
+    main(["--out", str(tmp_path / "b.yaml"), "--job", "experiment=digits_mlp", "pipeline.experiments=[digits_mlp]",
+          "pipeline.claims=[]"])
+    assert (tmp_path / "a.yaml").read_text() == (tmp_path / "b.yaml").read_text()
+    assert "pipeline" not in OmegaConf.load(tmp_path / "a.yaml") and "model" in OmegaConf.load(tmp_path / "a.yaml")
+
+
 def test_composed_tree_has_no_dvc_breaking_interpolations():
     for f in (ROOT / "conf").rglob("*.yaml"):
         text = "\n".join(line.split("#", 1)[0] for line in f.read_text().splitlines())

@@ -5,7 +5,10 @@ pipeline's ``configure`` stage does the same for each experiment of the matrix, 
 depends on exactly its own composed config and an edit under ``conf/`` re-runs only what it changes.
 
     python -m dlzoo.configure --out params.yaml                      # the default config (params.yaml)
-    python -m dlzoo.configure --out artifacts/configs/x.yaml experiment=digits_mlp
+    python -m dlzoo.configure --out artifacts/configs/x.yaml --job experiment=digits_mlp
+
+``--job`` leaves out the ``pipeline`` lists (what dvc.yaml iterates over; no training run reads them), so that
+adding an experiment or a claim to the suite does not change, and re-train, every other experiment.
 """
 
 from __future__ import annotations
@@ -31,15 +34,19 @@ def compose(overrides: list[str] | None = None, config_name: str = "config"):
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="YAML file to write")
+    ap.add_argument("--job", action="store_true", help="one job's config: without the pipeline's lists")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=digits_mlp optimizer.lr=0.01")
     args = ap.parse_args(argv)
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
     try:
         cfg = compose(args.overrides)
     except HydraException as exc:
         sys.exit(f"error: {exc}")
+    if args.job:
+        with open_dict(cfg):
+            cfg.pop("pipeline", None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
 
