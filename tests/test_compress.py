@@ -201,7 +201,7 @@ def test_report_says_plainly_where_int8_is_not_faster():
 def test_student_epochs_resize_the_teachers_cosine_schedule(tmp_path):
     from dlzoo.compress.distill import student_configs
 
-    teacher = compose(["experiment=mnist1d_cnn1d"])
+    teacher = compose(["experiment=mnist1d_cnn1d", "scheduler=cosine"])  # a teacher on a cosine schedule
     teacher = OmegaConf.create(OmegaConf.to_container(teacher, resolve=True))  # as saved: T_max a number
     recipe = OmegaConf.create({"student": {"model": "cnn1d", "overrides": {"channels": [4, 8]}}, "temperature": 2.0,
                                "alpha": 0.9, "epochs": 45})

@@ -28,7 +28,10 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
               **{("loss", o): REGRESS for o in ("mse", "mae", "huber", "smooth_l1")},
               # no trainer here to count the steps of the run
               **{("scheduler", o): ["scheduler.total_steps=100"] for o in ("onecycle", "warmup_cosine", "warmup_linear")},
-              **{("experiment", e): ["scheduler.total_steps=100"] for e in ("digits_alexnet", "digits_vgg16")},  # one-cycle
+              # one-cycle / warmup schedules
+              **{("experiment", e): ["scheduler.total_steps=100"]
+                 for e in ("digits_alexnet", "digits_vgg16", "mnist1d_cnn1d", "mnist1d_cnn1d_teacher",
+                           "mnist1d_shuffled_cnn1d", "seq2seq_transformer")},
               **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")},
               **{("model", m): ["experiment=digits_vae", f"model={m}"] for m in ("ae", "vae", "cvae")},
               ("model", "gan_mlp"): ["experiment=ring_gan"], ("data", "ring8"): ["experiment=ring_gan"]}
