@@ -220,3 +220,11 @@ def test_claims_pipeline_has_a_stage_per_claim(root):
     stages = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
     assert stages == {*(f"claims/dvc.yaml:claims@{n}" for n in params.claims),
                       *(f"claims/dvc.yaml:claims_on_results@{n}" for n in params.claims_on_results)}
+
+
+def test_a_claim_on_missing_pipeline_results_names_the_file_and_the_command(tmp_path):
+    from dlzoo.claims.runner import load_inputs
+    from dlzoo.errors import DataError
+
+    with pytest.raises(DataError, match=r"metrics/compress/digits_lenet5.json is missing.*dvc repro compress@digits_lenet5"):
+        load_inputs({"name": "compression", "inputs": {"lenet5": "metrics/compress/digits_lenet5.json"}}, tmp_path)

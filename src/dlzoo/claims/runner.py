@@ -29,8 +29,9 @@ def load_inputs(spec: dict, root: Path) -> dict[str, dict]:
     for key, rel in (spec.get("inputs") or {}).items():
         path = root / rel
         if not path.exists():
-            raise DataError(f"claim {spec['name']}: input {path} is missing; it is made by the pipeline: "
-                            f"`dvc repro {rel}` (or `make run`)")
+            stage = f"compress@{path.stem}" if path.parent.name == "compress" else "<the stage that writes it>"
+            raise DataError(f"claim {spec['name']}: input {path} is missing; the default pipeline makes it: "
+                            f"`make run` (or `dvc repro {stage}`)")
         inputs[key] = json.loads(path.read_text())
     return inputs
 
