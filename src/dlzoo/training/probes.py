@@ -27,14 +27,14 @@ class GradientNorms(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._layers = weight_layers(pl_module)
-        self._sums = torch.zeros(len(self._layers))
+        self._sums = torch.zeros(len(self._layers), device=pl_module.device)  # summed on device: no sync per step
         self._steps = 0
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
         grads = [w.grad for _, w in self._layers]
         if any(g is None for g in grads):
             return
-        self._sums += torch.stack([g.detach().norm() for g in grads]).cpu()
+        self._sums += torch.stack([g.detach().norm() for g in grads])
         self._steps += 1
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -57,18 +57,18 @@ class UpdateNorms(pl.Callback):
         self._params = [p for p in pl_module.parameters() if p.requires_grad]
         self._start = [p.detach().clone() for p in self._params]
         self._before: list[torch.Tensor] | None = None
-        self._steps = torch.zeros(())
-        self._grads = torch.zeros(())
+        self._steps = torch.zeros((), device=pl_module.device)  # summed on device: no host sync per step
+        self._grads = torch.zeros((), device=pl_module.device)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
         grads = [p.grad.detach() for p in self._params if p.grad is not None]
         if grads:
-            self._grads += torch.sqrt(sum((g * g).sum() for g in grads)).cpu()
+            self._grads += torch.sqrt(sum((g * g).sum() for g in grads))
             self._before = [p.detach().clone() for p in self._params]
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
         if self._before is not None:
-            self._steps += torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(self._params, self._before))).cpu()
+            self._steps += torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(self._params, self._before)))
             self._before = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
