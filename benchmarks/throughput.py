@@ -5,12 +5,18 @@ train loader), optimizer and loss are trained twice per repeat, alternating:
 
 - **raw**: ``for x, y in loader: loss = loss_fn(net(x), y); opt.zero_grad(); loss.backward(); opt.step()``;
 - **dlzoo**: ``dlzoo.train.run`` -- the real Lightning Trainer with the default callbacks (checkpoints,
-  LR monitor, history), MLflow logging into a temporary sqlite store, validation every epoch.
+  LR monitor, history), MLflow logging into a temporary sqlite store, validation every epoch;
+- **lightning** (the floor, for reference): a bare ``Trainer`` over the same task -- validation every epoch,
+  no logger, no callbacks, no checkpoints -- i.e. what Lightning's loop itself costs before dlzoo adds anything.
 
 Throughput is training samples/s over the training batches of each epoch after the first (warm-up), the
 median of those epochs; validation is not counted (the raw loop has none). Augmentation and regularizers
 are off in both (``regularizer=[]``) so both do the same arithmetic; early stopping is off so both run
 every epoch. Results: median and spread over repeats, written to ``--out`` (JSON) and printed.
+
+Threads are pinned to 1 by default: on a 2-core machine two intra-op threads share the cores with the Python
+main thread and MLflow's writer thread, and the ratio then swung 0.62-1.09 between repeats (raw loop 0.30-0.40 s
+per epoch) -- a measurement of the scheduler, not of the pipeline. ``--threads N`` measures with N.
 
     python benchmarks/throughput.py                       # lenet5, resnet18, gru; 3 repeats x 5 epochs
     python benchmarks/throughput.py --models lenet5 --epochs 3 --repeats 1
@@ -19,6 +25,7 @@ every epoch. Results: median and spread over repeats, written to ``--out`` (JSON
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import platform
 import statistics
@@ -83,12 +90,37 @@ def dlzoo_epochs(cfg, epochs: int, workdir: Path) -> list[tuple[int, float]]:
         return [(n, float(r["time/train_epoch_s"])) for r in csv.DictReader(f)][:epochs]
 
 
+def lightning_epochs(cfg, epochs: int) -> list[tuple[int, float]]:
+    """(samples, seconds of training batches) of each epoch of a bare Trainer over the same task."""
+    import lightning.pytorch as pl
+
+    from dlzoo import builders
+    from dlzoo.training.history import EpochHistory
+
+    pl.seed_everything(cfg.seed, verbose=False)
+    dm = builders.build_datamodule(cfg)
+    dm.setup()
+    net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
+    task = builders.build_task(cfg, net, dm.num_classes)
+    history = EpochHistory()  # only its clock (a callback with three hooks)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         deterministic=cfg.trainer.deterministic, callbacks=[history])
+    trainer.fit(task, datamodule=dm)
+    n = len(dm.datasets["train"])
+    return [(n, r["time/train_epoch_s"]) for r in history.rows][:epochs]
+
+
 def _train_size(cfg) -> int:
     from dlzoo import builders
 
     dm = builders.build_datamodule(cfg)
     dm.setup()
     return len(dm.datasets["train"])
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def steady(epochs: list[tuple[int, float]]) -> float:
@@ -102,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0 = torch's choice)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json")
     args = ap.parse_args(argv)
     import torch
@@ -113,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
 
     quiet()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)  # 0: torch's choice
     unknown = set(args.models.split(",")) - set(MODELS)
     if unknown:
         sys.exit(f"error: unknown model(s) {sorted(unknown)}; choose from {', '.join(MODELS)}")
@@ -123,26 +155,29 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.models.split(","):
             cfg = compose([*MODELS[name], *COMMON, f"trainer.max_epochs={args.epochs}", f"logger.tracking_uri={store}"])
             OmegaConf.set_readonly(cfg, False)
-            raw, ours = [], []
+            raw, ours, floor = [], [], []
             for rep in range(args.repeats):
                 raw.append(steady(raw_epochs(cfg, args.epochs)))
                 ours.append(steady(dlzoo_epochs(cfg, args.epochs, Path(tmp))))
+                floor.append(steady(lightning_epochs(cfg, args.epochs)))
                 print(f"{name} repeat {rep + 1}/{args.repeats}: raw {raw[-1]:,.0f}/s  dlzoo {ours[-1]:,.0f}/s  "
-                      f"ratio {ours[-1] / raw[-1]:.3f}", flush=True)
+                      f"ratio {ours[-1] / raw[-1]:.3f}  (bare Lightning {floor[-1] / raw[-1]:.3f})", flush=True)
             ratios = [o / r for o, r in zip(ours, raw)]
+            floors = [f / r for f, r in zip(floor, raw)]
             results[name] = {"overrides": MODELS[name] + COMMON, "epochs": args.epochs, "repeats": args.repeats,
-                             "raw_samples_per_s": {"median": statistics.median(raw), "min": min(raw), "max": max(raw)},
-                             "dlzoo_samples_per_s": {"median": statistics.median(ours), "min": min(ours), "max": max(ours)},
-                             "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}}
+                             "raw_samples_per_s": _spread(raw), "dlzoo_samples_per_s": _spread(ours),
+                             "ratio": _spread(ratios), "lightning_samples_per_s": _spread(floor),
+                             "lightning_ratio": _spread(floors)}
     record = {"benchmark": "throughput", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
-              "cpus": torch.get_num_threads(), "torch": torch.__version__, "results": results}
+              "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\n{'model':10} {'raw samples/s':>14} {'dlzoo samples/s':>16} {'ratio (min-max)':>20}")
+    print(f"\n{'model':10} {'raw samples/s':>14} {'dlzoo samples/s':>16} {'ratio (min-max)':>20} "
+          f"{'bare Lightning ratio':>22}")
     for name, r in results.items():
-        q = r["ratio"]
+        q, f = r["ratio"], r["lightning_ratio"]
         print(f"{name:10} {r['raw_samples_per_s']['median']:>14,.0f} {r['dlzoo_samples_per_s']['median']:>16,.0f} "
-              f"{q['median']:>8.3f} ({q['min']:.3f}-{q['max']:.3f})")
+              f"{q['median']:>8.3f} ({q['min']:.3f}-{q['max']:.3f}) {f['median']:>8.3f} ({f['min']:.3f}-{f['max']:.3f})")
     print(f"-> {args.out}")
 
 

@@ -16,6 +16,8 @@ def test_throughput_benchmark_compares_raw_loop_and_pipeline(project, tmp_path):
     res = json.loads(out.read_text())["results"]["lenet5"]
     raw, ours, ratio = res["raw_samples_per_s"]["median"], res["dlzoo_samples_per_s"]["median"], res["ratio"]["median"]
     assert raw > 0 and ours > 0 and abs(ratio - ours / raw) < 1e-9
+    floor = res["lightning_samples_per_s"]["median"]  # the bare-Trainer reference arm
+    assert floor > 0 and abs(res["lightning_ratio"]["median"] - floor / raw) < 1e-9
 
 
 def test_startup_benchmark_checks_that_help_does_not_import_lightning(project, tmp_path):

@@ -69,13 +69,13 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
     validate(cfg)  # before anything heavy is imported or built
     quiet()
     import lightning.pytorch as pl
-    from lightning.pytorch.loggers import MLFlowLogger
     from lightning.pytorch.trainer.states import TrainerStatus
     from lightning.pytorch.utilities import rank_zero_only
 
     from dlzoo import builders
     from dlzoo.config import flatten
     from dlzoo.tracking import mlflow_utils as mu
+    from dlzoo.tracking.logger import BufferedMLFlowLogger
     from dlzoo.training.history import EpochHistory
 
     rank0 = rank_zero_only.rank == 0
@@ -114,17 +114,19 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
         run_file.write_text(json.dumps({"run_id": job.run_id, "tracking_uri": uri}))
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
 
-    trainer = None
+    trainer = logger = None
     error: BaseException | None = None
     try:
         if not previous:
             job.log_params({k: str(v)[:6000] for k, v in flatten(resolved).items()})
         job.log_metrics({"model/num_params": n_params, "model/flops": n_flops})
         job.log_artifact(str(output_dir / "config.yaml"))
-        # synchronous=False: metrics are queued and written by MLflow's background thread, so a training step
-        # never waits on the store (flushed before the run ends, below)
-        logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=uri, run_id=job.run_id,
-                              synchronous=False)
+        # metrics are buffered and written every logger.flush_every_s seconds (dlzoo.tracking.logger), and
+        # synchronous=False hands each write to MLflow's background thread, so a training step never waits on
+        # the store (both flushed before the run ends, below)
+        logger = BufferedMLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=uri,
+                                      run_id=job.run_id, synchronous=False,
+                                      flush_every_s=cfg.logger.get("flush_every_s", 5.0))
         history = EpochHistory()
         trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger,
                              callbacks=[*builders.build_callbacks(cfg, ckpt_dir), history],
@@ -165,6 +167,11 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
         status = mu.end_status(error, interrupted)
         if error is not None:
             job.set_tag("dlzoo.error", f"{type(error).__name__}: {error}"[:5000])
+        if logger is not None:
+            try:
+                logger.flush()  # the metrics still in memory; a store error here must not leave the run RUNNING
+            except Exception as exc:  # noqa: BLE001
+                print(f"warning: could not write the last metrics to MLflow: {exc}", file=sys.stderr)
         job.flush()
         job.end(status)
         info["status"] = status

@@ -14,16 +14,16 @@ import torch
 class TrainEpochLogging:
     """Mixin for LightningModules: call ``log_train(batch_idx, loss, logits, target)`` from ``training_step``;
     ``train/loss`` (sample-weighted mean) and ``train/acc`` are logged on the last batch of the epoch (synced
-    over DDP ranks). ``train/acc`` is macro-averaged over the classes seen, as ``val/acc`` and ``test/acc``
+    over DDP ranks). ``train/acc`` is macro-averaged over the classes that occur as target or prediction, as ``val/acc`` and ``test/acc``
     (torchmetrics' ``MulticlassAccuracy`` default), so train-val gaps compare like with like.
 
     The running sums are plain tensors in a dict, not a torchmetrics metric: a ``MulticlassAccuracy.update``
-    costs ~0.4 ms per step on CPU against well under 0.1 ms for two ``bincount`` calls, and ``nn.Module``
+    costs ~0.4 ms per step on CPU against well under 0.1 ms for one ``bincount`` call, and ``nn.Module``
     attribute assignment is slow too -- both add up on small models (benchmarks/throughput.py)."""
 
     def on_train_epoch_start(self) -> None:
-        # loss: sum of loss x batch size; correct / per_class: (C,) counts once the first batch is in
-        self._train_sums: dict = {"loss": 0.0, "correct": 0, "per_class": 0, "seen": 0}
+        # loss: sum of loss x batch size; confusion: (C*C,) counts of (target, prediction) pairs
+        self._train_sums: dict = {"loss": 0.0, "confusion": 0, "seen": 0}
 
     def log_train(self, batch_idx: int, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
         if "_train_sums" not in self.__dict__:  # no epoch start (the step called outside a Trainer)
@@ -32,14 +32,15 @@ class TrainEpochLogging:
         n = target.shape[0]
         sums["loss"] = sums["loss"] + loss.detach() * n
         classes = logits.shape[1]
-        hit = logits.detach().argmax(1) == target
-        sums["correct"] = sums["correct"] + torch.bincount(target[hit], minlength=classes)  # (C,)
-        sums["per_class"] = sums["per_class"] + torch.bincount(target, minlength=classes)  # (C,)
+        pred = logits.detach().argmax(1)
+        sums["confusion"] = sums["confusion"] + torch.bincount(target * classes + pred, minlength=classes * classes)
         sums["seen"] += n
         if self._trainer is not None and batch_idx + 1 >= self.trainer.num_training_batches:
             self.log("train/loss", sums["loss"] / sums["seen"], on_step=False, on_epoch=True, prog_bar=True,
                      sync_dist=True)
             # under DDP the mean of the ranks' accuracies (equal shards), not a pooled count
-            present = sums["per_class"] > 0
-            acc = (sums["correct"][present].float() / sums["per_class"][present]).mean()
+            cm = sums["confusion"].view(classes, classes)
+            support, predicted = cm.sum(1), cm.sum(0)
+            # torchmetrics' macro mean: per-class recall, over the classes that occur as target or prediction
+            acc = (cm.diagonal() / support.clamp(min=1))[(support + predicted) > 0].mean()
             self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True)
