@@ -172,11 +172,12 @@ def test_a_claim_trains_its_variants_under_one_parent_and_judges_them(tiny_claim
     assert relu["curves"]["update/effective_lr"] == pytest.approx([0.05, 0.05], rel=1e-3)  # SGD: ‖Δθ‖ = lr·‖g‖
     header = (proj / "artifacts" / "claims" / "tiny" / "relu_s0" / "history.csv").read_text().splitlines()[0]
     assert "grad/first_over_last" in header and "grad/l6" in header and "update/norm" in header
-    assert "claim tiny: HOLDS" in stdout
+    assert "claim tiny: HOLDS (" in stdout and result["wall_s"] > 0  # the claim's wall time, printed too
     client = mlflow.MlflowClient(f"sqlite:///{proj / 'mlflow.db'}")
     parent = client.get_run(result["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["dlzoo.verdict"] == HOLDS
     assert parent.data.metrics["check0/mean"] == pytest.approx(ratio)
+    assert parent.data.metrics["claim/wall_s"] == pytest.approx(result["wall_s"])
     exp = client.get_experiment_by_name("claims")
     children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     status = {c.data.tags["dlzoo.variant"]: c.info.status for c in children}
@@ -195,6 +196,7 @@ def test_recheck_rejudges_recorded_runs_without_training(tiny_claim):
     again = json.loads((proj / "metrics-claims" / "tiny.json").read_text())
     assert again["checks"][0]["values"] == result["checks"][0]["values"]  # same runs, no new training
     assert again["checks"][0]["verdict"] == FAILS and again["verdict"] == PARTLY
+    assert again["wall_s"] == result["wall_s"]  # the recorded runs' time, kept
 
 
 def test_the_report_shows_each_verdict_with_its_evidence(tiny_claim, tmp_path):

@@ -73,6 +73,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "model.width": POSITIVE,
     "model.aux_weight": NON_NEGATIVE,
     "trainer.max_epochs": EPOCHS,
+    "trainer.max_steps": (lambda v: _int(v) and (v >= 1 or v == -1), "an integer >= 1 (or -1 for no limit)"),
     "trainer.devices": (lambda v: v == "auto" or (_int(v) and v >= 1) or isinstance(v, (list, tuple)), "an integer >= 1, a list of ids or 'auto'"),
     "trainer.precision": (lambda v: str(v) in PRECISIONS, "one of " + ", ".join(sorted(PRECISIONS))),
     "trainer.num_nodes": POS_INT,

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def print_result(result: dict) -> None:
-    print(f"claim {result['claim']}: {result['verdict'].upper()}")
+    took = f" ({result['wall_s'] / 60:.1f} min)" if result.get("wall_s") is not None else ""
+    print(f"claim {result['claim']}: {result['verdict'].upper()}{took}")
     for c in result["checks"]:
         s = c["summary"]
         spread = f"{s['mean']:.4g} ± {s['std']:.3g} (n={s['n']})" if s else "n/a"
@@ -71,4 +72,6 @@ def print_summary(folder: Path) -> None:
         raise DataError(f"no verdicts in {folder}: run `make claims` (or `python -m dlzoo.claims NAME`)")
     for r in results:
         print_result(r)
-    print(f"\n{len(results)} claims; details and plots: reports/claims.md (after the report stage)")
+    timed = [r["wall_s"] for r in results if r.get("wall_s") is not None]
+    took = f"; {sum(timed) / 60:.1f} min of runs for the {len(timed)} timed" if timed else ""
+    print(f"\n{len(results)} claims{took}; details and plots: reports/claims.md (after the report stage)")

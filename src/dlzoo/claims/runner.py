@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 from dlzoo.claims import expr
@@ -107,6 +108,7 @@ def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds:
     from dlzoo.tracking import mlflow_utils as mu
     from dlzoo.train import quiet
 
+    started = time.perf_counter()
     root = project_root()
     inputs = load_inputs(spec, root)  # before training: a missing input is known at once
     seeds = list(seeds if seeds is not None else spec.get("seeds") or [])
@@ -146,5 +148,7 @@ def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds:
                 result["variants"].setdefault(vname, {})[str(seed)] = row
                 per_seed[seed][vname] = (DivergedFigures if task is None else expr.Figures)(row)
         judge(spec, result, per_seed, inputs)
+        result["wall_s"] = round(time.perf_counter() - started, 1)  # training, measures and checks, this process
+        client.log_metric(pid, "claim/wall_s", result["wall_s"])
         record_verdict(client, pid, result)
     return result

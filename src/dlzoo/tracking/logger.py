@@ -6,9 +6,11 @@ runs in MLflow's background thread, but it still holds the GIL: a LeNet-5 epoch 
 4-5 such writes (the learning rate every ``log_every_n_steps`` steps, the epoch's train and val figures) and
 trained ~9% slower than a raw PyTorch loop for that reason alone. Here metrics are kept in memory with their
 own step and timestamp and written as one ``log_batch`` (chunks of 1,000, MLflow's limit) when
-``flush_every_s`` seconds have passed since the last write, when Lightning saves or finalizes the logger, and
-on ``flush()`` (``dlzoo.train`` calls it before the MLflow run ends, also when the run fails). What reaches
+``flush_every_s`` seconds have passed since the last write, when Lightning finalizes the logger (end of fit
+or test, also after an exception), and on ``flush()`` (``dlzoo.train`` calls it before the MLflow run ends, also when the run fails). What reaches
 the store is the same metrics, steps and timestamps; the MLflow UI sees them at most ``flush_every_s`` late.
+``save()`` does not flush: Lightning calls it after every ``log_metrics`` of its own (epoch-end figures), which
+would bring back one store write per call.
 """
 
 from __future__ import annotations
@@ -54,11 +56,6 @@ class BufferedMLFlowLogger(MLFlowLogger):
         self._last_flush = time.monotonic()
         for i in range(0, len(pending), MAX_BATCH):
             self.experiment.log_batch(run_id=self.run_id, metrics=pending[i:i + MAX_BATCH], **self._log_batch_kwargs)
-
-    @rank_zero_only
-    def save(self) -> None:
-        super().save()
-        self.flush()
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
