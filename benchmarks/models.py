@@ -7,8 +7,9 @@ logistic regression on 8x8 digits, sequence models on MNIST-1D's 40 steps). The 
 ``torch.ao.quantization.quantize_dynamic`` of the Linear/LSTM/GRU layers (what `compress` calls
 `quantize_dynamic`); the pipeline's `compress` stages record the latency of their static/QAT/pruned models
 in ``metrics/compress/``. Peak memory: maximum resident set size of a fresh process that builds the model
-and trains ``--steps`` Adam steps at batch 64, minus that of one that only builds it (the training's own
-memory: activations, gradients, optimizer state).
+and trains ``--steps`` Adam steps at batch 64, minus its maximum once the model was built (the training's own
+memory: activations, gradients, optimizer state); classifiers train on cross-entropy, models with a dense
+output (the YOLO-style grid) on the mean square of their output as a stand-in loss.
 
     python benchmarks/models.py
     python benchmarks/models.py --models lenet5,resnet18 --repeats 10
@@ -33,24 +34,29 @@ from dlzoo.models import get_model
 name, shape, steps = sys.argv[1], tuple(int(s) for s in sys.argv[2].split("x")), int(sys.argv[3])
 torch.manual_seed(0)
 net = get_model(name, input_shape=shape, num_classes=10)
+built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 if steps:
     opt = torch.optim.Adam(net.parameters())
     x, y = torch.randn(64, *shape), torch.randint(0, 10, (64,))
     for _ in range(steps):
         out = net(x)
         out = out[0] if isinstance(out, (tuple, list)) else out
-        loss = torch.nn.functional.cross_entropy(out, y)
+        # classifiers: cross-entropy; dense outputs (a detector's grid): a stand-in loss over every output, for
+        # the same activations, gradients and optimizer state
+        loss = torch.nn.functional.cross_entropy(out, y) if out.ndim == 2 else out.float().pow(2).mean()
         opt.zero_grad(); loss.backward(); opt.step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+print(built, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def peak_rss_mib(name: str, shape: tuple[int, ...], steps: int) -> float:
+def train_peak_mib(name: str, shape: tuple[int, ...], steps: int) -> float:
+    """Peak resident memory of ``steps`` training steps above that of the built model, in a fresh process."""
     r = subprocess.run([sys.executable, "-c", TRAIN_SNIPPET, name, "x".join(map(str, shape)), str(steps)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-1000:])
-    return int(r.stdout.split()[-1]) / 1024
+    built, peak = (int(v) for v in r.stdout.split()[-2:])
+    return round((peak - built) / 1024, 1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", default=None, help="comma-separated registered models (default: all that take "
                     "one image or signal tensor)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=30, help="timed forwards at batch 1 (after 5 warm-up ones)")
+    ap.add_argument("--repeats-b256", type=int, default=5,
+                    help="timed forwards at batch 256 (after 1 warm-up): up to 3.5 s each for DenseNet on 1 thread")
     ap.add_argument("--steps", type=int, default=20, help="training steps for the peak-memory figure (0: skip)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "models.json")
     args = ap.parse_args(argv)
@@ -84,19 +92,19 @@ def main(argv: list[str] | None = None) -> None:
             skipped[name] = f"{type(exc).__name__}: {str(exc)[:120]}"
             continue
         row = {"input_shape": list(shape), "params": sum(p.numel() for p in net.parameters())}
-        for b in (1, 256):
-            row[f"latency_b{b}_us"] = latency_us(net, shape, b, repeats=args.repeats, threads=args.threads)
         q = quantize_dynamic(net)
-        for b in (1, 256):
-            row[f"int8_dynamic_latency_b{b}_us"] = latency_us(q, shape, b, repeats=args.repeats, threads=args.threads)
+        for prefix, model in (("", net), ("int8_dynamic_", q)):
+            row[f"{prefix}latency_b1_us"] = latency_us(model, shape, 1, repeats=args.repeats, threads=args.threads)
+            row[f"{prefix}latency_b256_us"] = latency_us(model, shape, 256, repeats=args.repeats_b256, warmup=1,
+                                                         threads=args.threads)
         if args.steps:
-            row["train_peak_mib"] = round(peak_rss_mib(name, shape, args.steps) - peak_rss_mib(name, shape, 0), 1)
+            row["train_peak_mib"] = train_peak_mib(name, shape, args.steps)
         results[name] = row
         print(f"{name:16} {row['params']:>10,} {row['latency_b1_us']:>9,.0f} {row['latency_b256_us']:>10,.0f} "
               f"{row['int8_dynamic_latency_b1_us']:>9,.0f} {row['int8_dynamic_latency_b256_us']:>10,.0f} "
               f"{row.get('train_peak_mib', float('nan')):>10.1f}", flush=True)
     record = {"benchmark": "models", "date": time.strftime("%Y-%m-%d %H:%M"), "threads": args.threads,
-              "repeats": args.repeats, "train_steps": args.steps, "torch": torch.__version__,
+              "repeats": args.repeats, "repeats_b256": args.repeats_b256, "train_steps": args.steps, "torch": torch.__version__,
               "results": results, "skipped": skipped}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
