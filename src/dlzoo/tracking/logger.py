@@ -7,8 +7,9 @@ runs in MLflow's background thread, but it still holds the GIL: a LeNet-5 epoch 
 trained ~9% slower than a raw PyTorch loop for that reason alone. Here metrics are kept in memory with their
 own step and timestamp and written as one ``log_batch`` (chunks of 1,000, MLflow's limit) when
 ``flush_every_s`` seconds have passed since the last write, when Lightning finalizes the logger (end of fit
-or test, also after an exception), and on ``flush()`` (``dlzoo.train`` calls it before the MLflow run ends, also when the run fails). What reaches
-the store is the same metrics, steps and timestamps; the MLflow UI sees them at most ``flush_every_s`` late.
+or test, also after an exception), and on ``flush()`` (``dlzoo.train`` calls it before the MLflow run ends,
+also when the run fails). What reaches the store is the same metrics, steps and timestamps; the MLflow UI
+sees them at most ``flush_every_s`` late.
 ``save()`` does not flush: Lightning calls it after every ``log_metrics`` of its own (epoch-end figures), which
 would bring back one store write per call.
 """

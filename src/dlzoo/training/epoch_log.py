@@ -14,8 +14,9 @@ import torch
 class TrainEpochLogging:
     """Mixin for LightningModules: call ``log_train(batch_idx, loss, logits, target)`` from ``training_step``;
     ``train/loss`` (sample-weighted mean) and ``train/acc`` are logged on the last batch of the epoch (synced
-    over DDP ranks). ``train/acc`` is macro-averaged over the classes that occur as target or prediction, as ``val/acc`` and ``test/acc``
-    (torchmetrics' ``MulticlassAccuracy`` default), so train-val gaps compare like with like.
+    over DDP ranks). ``train/acc`` is macro-averaged over the classes that occur as target or prediction, as
+    ``val/acc`` and ``test/acc`` (torchmetrics' ``MulticlassAccuracy`` default), so train-val gaps compare like
+    with like.
 
     The running sums are plain tensors in a dict, not a torchmetrics metric: a ``MulticlassAccuracy.update``
     costs ~0.4 ms per step on CPU against well under 0.1 ms for one ``bincount`` call, and ``nn.Module``
