@@ -7,8 +7,9 @@ logistic regression on 8x8 digits, sequence models on MNIST-1D's 40 steps). The 
 ``torch.ao.quantization.quantize_dynamic`` of the Linear/LSTM/GRU layers (what `compress` calls
 `quantize_dynamic`); the pipeline's `compress` stages record the latency of their static/QAT/pruned models
 in ``metrics/compress/``. Peak memory: maximum resident set size of a fresh process that builds the model
-and trains ``--steps`` Adam steps at batch 64, minus its maximum once the model was built (the training's own
-memory: activations, gradients, optimizer state); classifiers train on cross-entropy, models with a dense
+and trains ``--steps`` Adam steps at batch 64, minus its resident size once the model was built (the peak is
+reset there through ``/proc/self/clear_refs``, Linux; otherwise import's transient peak hides small models'
+training): the training's own memory -- activations, gradients, optimizer state; classifiers train on cross-entropy, models with a dense
 output (the YOLO-style grid) on the mean square of their output as a stand-in loss.
 
     python benchmarks/models.py
@@ -29,12 +30,16 @@ SHAPES = {"mlp": (1, 8, 8), "logreg": (1, 8, 8), "cnn1d": (1, 40), "rnn": (1, 40
 DEFAULT_SHAPE = (1, 32, 32)
 
 TRAIN_SNIPPET = """
-import resource, sys, torch
+import sys, torch
 from dlzoo.models import get_model
+def status(key):  # KiB, from the kernel's accounting of this process
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])
 name, shape, steps = sys.argv[1], tuple(int(s) for s in sys.argv[2].split("x")), int(sys.argv[3])
 torch.manual_seed(0)
 net = get_model(name, input_shape=shape, num_classes=10)
-built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+# reset the peak (VmHWM) to the current resident size: the import's transient peak must not hide training's
+open("/proc/self/clear_refs", "w").write("5")
+built = status("VmRSS")
 if steps:
     opt = torch.optim.Adam(net.parameters())
     x, y = torch.randn(64, *shape), torch.randint(0, 10, (64,))
@@ -45,7 +50,7 @@ if steps:
         # the same activations, gradients and optimizer state
         loss = torch.nn.functional.cross_entropy(out, y) if out.ndim == 2 else out.float().pow(2).mean()
         opt.zero_grad(); loss.backward(); opt.step()
-print(built, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(built, status("VmHWM"))
 """
 
 
@@ -68,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats-b256", type=int, default=5,
                     help="timed forwards at batch 256 (after 1 warm-up): up to 3.5 s each for DenseNet on 1 thread")
     ap.add_argument("--steps", type=int, default=20, help="training steps for the peak-memory figure (0: skip)")
+    ap.add_argument("--memory-only", action="store_true", help="only the training peak memory (merged into --out)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "models.json")
     args = ap.parse_args(argv)
     import torch
@@ -80,6 +86,15 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(names) - set(list_models())
     if unknown:
         sys.exit(f"error: unknown model(s) {sorted(unknown)}; registered: {', '.join(list_models())}")
+    if args.memory_only:  # re-measure the memory column of a recorded run
+        record = json.loads(args.out.read_text())
+        for name, row in record["results"].items():
+            if name in names:
+                row["train_peak_mib"] = train_peak_mib(name, tuple(row["input_shape"]), args.steps)
+                print(f"{name:16} train {row['train_peak_mib']:>8.1f} MiB", flush=True)
+        record["train_steps"] = args.steps
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        return print(f"-> {args.out}")
     results, skipped = {}, {}
     print(f"{'model':16} {'params':>10} {'b1 µs':>9} {'b256 µs':>10} {'int8 b1':>9} {'int8 b256':>10} {'train MiB':>10}")
     for name in names:
@@ -93,7 +108,15 @@ def main(argv: list[str] | None = None) -> None:
             continue
         row = {"input_shape": list(shape), "params": sum(p.numel() for p in net.parameters())}
         q = quantize_dynamic(net)
+        try:
+            q(torch.randn(2, *shape))
+        except Exception as exc:  # noqa: BLE001 -- e.g. nn.TransformerEncoderLayer's fast path reads linear.weight
+            row["int8_dynamic_error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
+            q = None
         for prefix, model in (("", net), ("int8_dynamic_", q)):
+            if model is None:
+                row[f"{prefix}latency_b1_us"] = row[f"{prefix}latency_b256_us"] = float("nan")
+                continue
             row[f"{prefix}latency_b1_us"] = latency_us(model, shape, 1, repeats=args.repeats, threads=args.threads)
             row[f"{prefix}latency_b256_us"] = latency_us(model, shape, 256, repeats=args.repeats_b256, warmup=1,
                                                          threads=args.threads)

@@ -35,6 +35,15 @@ def test_fast_dev_run(project):
     assert "train/loss" not in run.data.metrics
 
 
+def test_max_steps_stops_mid_epoch_before_any_validation(project):
+    # 3 steps of a 20-batch epoch: no validation ever ran; early stopping (monitor val/loss) must not fail on it
+    info = _train(project, ["experiment=digits_mlp", "trainer.max_steps=3", "train.test=false"])
+    assert info["status"] == "FINISHED"
+    run = _client(project).get_run(info["run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["trainer.max_steps"] == "3"
+    assert "val/loss" not in run.data.metrics
+
+
 def test_end_to_end_run_is_recorded_in_mlflow(project):
     info = _train(project, ["experiment=digits_mlp", "trainer.max_epochs=2", "scheduler=cosine"])
     client = _client(project)
