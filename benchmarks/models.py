@@ -9,8 +9,9 @@ logistic regression on 8x8 digits, sequence models on MNIST-1D's 40 steps). The 
 in ``metrics/compress/``. Peak memory: maximum resident set size of a fresh process that builds the model
 and trains ``--steps`` Adam steps at batch 64, minus its resident size once the model was built (the peak is
 reset there through ``/proc/self/clear_refs``, Linux; otherwise import's transient peak hides small models'
-training): the training's own memory -- activations, gradients, optimizer state; classifiers train on cross-entropy, models with a dense
-output (the YOLO-style grid) on the mean square of their output as a stand-in loss.
+training): the training's own memory -- activations, gradients, optimizer state. Classifiers train on
+cross-entropy, models with a dense output (the YOLO-style grid) on the mean square of their output as a
+stand-in loss. A model whose dynamic-INT8 version fails to run gets null INT8 latencies and the error.
 
     python benchmarks/models.py
     python benchmarks/models.py --models lenet5,resnet18 --repeats 10
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             q = None
         for prefix, model in (("", net), ("int8_dynamic_", q)):
             if model is None:
-                row[f"{prefix}latency_b1_us"] = row[f"{prefix}latency_b256_us"] = float("nan")
+                row[f"{prefix}latency_b1_us"] = row[f"{prefix}latency_b256_us"] = None  # JSON null, not NaN
                 continue
             row[f"{prefix}latency_b1_us"] = latency_us(model, shape, 1, repeats=args.repeats, threads=args.threads)
             row[f"{prefix}latency_b256_us"] = latency_us(model, shape, 256, repeats=args.repeats_b256, warmup=1,
@@ -123,12 +124,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.steps:
             row["train_peak_mib"] = train_peak_mib(name, shape, args.steps)
         results[name] = row
-        print(f"{name:16} {row['params']:>10,} {row['latency_b1_us']:>9,.0f} {row['latency_b256_us']:>10,.0f} "
-              f"{row['int8_dynamic_latency_b1_us']:>9,.0f} {row['int8_dynamic_latency_b256_us']:>10,.0f} "
-              f"{row.get('train_peak_mib', float('nan')):>10.1f}", flush=True)
+        cells = [row[f"{p}latency_b{b}_us"] for p in ("", "int8_dynamic_") for b in (1, 256)]
+        print(f"{name:16} {row['params']:>10,} " + " ".join(f"{'-' if c is None else f'{c:,.0f}':>9}" for c in cells)
+              + f" {row.get('train_peak_mib', float('nan')):>10.1f}", flush=True)
     record = {"benchmark": "models", "date": time.strftime("%Y-%m-%d %H:%M"), "threads": args.threads,
-              "repeats": args.repeats, "repeats_b256": args.repeats_b256, "train_steps": args.steps, "torch": torch.__version__,
-              "results": results, "skipped": skipped}
+              "repeats": args.repeats, "repeats_b256": args.repeats_b256, "train_steps": args.steps,
+              "torch": torch.__version__, "results": results, "skipped": skipped}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     if skipped:

@@ -25,8 +25,8 @@ per epoch) -- a measurement of the scheduler, not of the pipeline. ``--threads N
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import platform
 import statistics
 import sys
@@ -44,10 +44,9 @@ COMMON = ["regularizer=[]", "callbacks.early_stopping=null", "train.test=false",
           "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
 
-def raw_epochs(cfg, epochs: int) -> list[tuple[int, float]]:
-    """(samples, seconds) of each epoch of a plain PyTorch loop over the same pieces the pipeline uses."""
+def _pieces(cfg):
+    """(datamodule, network, task) built as ``dlzoo.train.run`` builds them, after seeding."""
     import lightning.pytorch as pl
-    import torch
 
     from dlzoo import builders
 
@@ -55,7 +54,14 @@ def raw_epochs(cfg, epochs: int) -> list[tuple[int, float]]:
     dm = builders.build_datamodule(cfg)
     dm.setup()
     net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
-    task = builders.build_task(cfg, net, dm.num_classes)  # for its optimizer (decay groups) and loss only
+    return dm, net, builders.build_task(cfg, net, dm.num_classes)
+
+
+def raw_epochs(cfg, epochs: int) -> list[tuple[int, float]]:
+    """(samples, seconds) of each epoch of a plain PyTorch loop over the same pieces the pipeline uses."""
+    import torch
+
+    dm, net, task = _pieces(cfg)  # the task for its optimizer (decay groups) and loss only
     opt = task.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     loss_fn = task.loss_fn
@@ -94,14 +100,9 @@ def lightning_epochs(cfg, epochs: int) -> list[tuple[int, float]]:
     """(samples, seconds of training batches) of each epoch of a bare Trainer over the same task."""
     import lightning.pytorch as pl
 
-    from dlzoo import builders
     from dlzoo.training.history import EpochHistory
 
-    pl.seed_everything(cfg.seed, verbose=False)
-    dm = builders.build_datamodule(cfg)
-    dm.setup()
-    net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
-    task = builders.build_task(cfg, net, dm.num_classes)
+    dm, _, task = _pieces(cfg)
     history = EpochHistory()  # only its clock (a callback with three hooks)
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
