@@ -52,3 +52,20 @@ def test_pipeline_benchmark_groups_stage_times():
     groups = bench.stage_groups({"prepare": 5.0, "train@digits_vgg16": 60.0, "train@digits_resnet18": 30.5,
                                  "train@digits_mlp": 10.0, "train@mnist1d_cnn1d": 20.0, "compress@digits_lenet5": 7.0})
     assert groups == {"prepare": 5.0, "train (CNN family)": 90.5, "train": 30.0, "compress": 7.0}
+
+
+def test_distill_seeds_benchmark_names_the_command_that_trains_a_missing_teacher(tmp_path):
+    r = run_cli([str(ROOT / "benchmarks/distill_seeds.py"), "--run", str(tmp_path / "digits_lenet5"),
+                 "--out", str(tmp_path / "d.json")], cwd=tmp_path, timeout=120)
+    assert r.returncode != 0 and "dvc repro train@digits_lenet5" in r.stderr
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_distill_seeds_gap_closed_is_none_without_a_gap():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("distill_seeds", ROOT / "benchmarks/distill_seeds.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert abs(mod.gap_closed(0.99, 0.97, 0.98) - 0.5) < 1e-9
+    assert mod.gap_closed(0.97, 0.98, 0.99) is None  # the scratch student is not below the teacher

@@ -211,6 +211,26 @@ def test_student_epochs_resize_the_teachers_cosine_schedule(tmp_path):
     assert cfgs["distilled"].distill.temperature == 2.0 and cfgs["scratch"].task == "classify"
 
 
+def test_student_config_changes_both_students_and_refuses_unknown_keys(tmp_path):
+    from dlzoo.compress.distill import student_configs
+    from dlzoo.compress.runner import load_recipe
+    from dlzoo.errors import ConfigError
+
+    teacher = compose(["experiment=digits_lenet5"])
+    teacher = OmegaConf.create(OmegaConf.to_container(teacher, resolve=True))
+    assert teacher.regularizer.augment.translate > 0 and teacher.callbacks.early_stopping is not None
+    recipe = load_recipe("distill_lenet300", ["seed=7"])
+    cfgs = student_configs(teacher, tmp_path, recipe, "e", "r")
+    for cfg in cfgs.values():  # Hinton et al.'s setting: neither student sees the teacher's augmentation
+        assert cfg.regularizer.augment.translate == 0.0 and cfg.callbacks.early_stopping is None
+        assert cfg.seed == 7 and cfg.trainer.max_epochs == recipe.epochs and cfg.model.hidden == [300, 100]
+        assert cfg.data.image_size == 32  # the teacher's input
+    assert teacher.seed == 42 and teacher.regularizer.augment.translate > 0  # the teacher's config is untouched
+    recipe.student.config = {"regularizer.augment.translat": 0.0}
+    with pytest.raises(ConfigError, match="regularizer.augment.translat"):
+        student_configs(teacher, tmp_path, recipe, "e", "r")
+
+
 def test_cli_takes_recipe_overrides_after_the_options(tmp_path):
     from dlzoo.compress.cli import main
 

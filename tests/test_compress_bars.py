@@ -46,13 +46,18 @@ def test_lenet5_pruning_and_static_int8_bars(project):
 
 
 @pytest.mark.slow
-def test_cnn1d_structured_and_distillation_bars(project):
+def test_cnn1d_structured_pruning_bar(project):
     pruned = _compress(project, "mnist1d_cnn1d", ["prune_structured"])
     s = pruned["prune_structured"]
     assert s["params/total"] <= 0.5 * pruned["source"]["params/total"] and s["test/acc_delta"] >= -0.02
-    by = _compress(project, "mnist1d_cnn1d_teacher", ["distill"])  # the teacher trained without label smoothing
-    assert by["distill-distilled"]["test/acc"] > by["distill-scratch"]["test/acc"]
-    # the distillation bar, >= 50% of the teacher-student gap closed, is not met: 39% at seed 42 (see
-    # conf/compress/distill.yaml); printed, not asserted
-    print("gap closed:", gap_closed(by["source"]["test/acc"], by["distill-scratch"]["test/acc"],
-                                    by["distill-distilled"]["test/acc"]))
+
+
+@pytest.mark.slow
+def test_lenet5_to_lenet300_distillation_beats_scratch(project):
+    by = _compress(project, "digits_lenet5", ["distill_lenet300"])
+    d, s = by["distill_lenet300-distilled"], by["distill_lenet300-scratch"]
+    assert d["test/acc"] > s["test/acc"]
+    assert d["params/total"] == s["params/total"] < by["source"]["params/total"]
+    # the bar, >= 50% of the teacher-student gap closed, is judged over seeds by
+    # benchmarks/distill_seeds.py (one seed moves it by tens of points on 360 test images); printed here
+    print("gap closed:", gap_closed(by["source"]["test/acc"], s["test/acc"], d["test/acc"]))

@@ -28,7 +28,13 @@ def student_configs(teacher_cfg: DictConfig, teacher_dir: Path, recipe: DictConf
                     run_prefix: str) -> dict[str, DictConfig]:
     """The distilled and from-scratch student configs: the teacher's config (data, optimizer, trainer,
     callbacks) with the student model, ``recipe.epochs`` epochs, and the runs in the teacher's MLflow
-    experiment. The student sees the teacher's inputs (its image size is carried over)."""
+    experiment. The student sees the teacher's inputs (its image size is carried over).
+
+    ``recipe.student.config`` (dotted key -> value) changes the teacher's settings for both students alike,
+    e.g. ``regularizer.augment.translate: 0`` to train them without the teacher's augmentation (Hinton et
+    al.'s MNIST setting); a key the teacher's config lacks is refused. ``recipe.seed`` (null = the teacher's)
+    seeds both students."""
+    from dlzoo.errors import ConfigError
     from dlzoo.paths import conf_dir
 
     model = OmegaConf.merge(OmegaConf.load(conf_dir() / "model" / f"{recipe.student.model}.yaml"),
@@ -44,6 +50,15 @@ def student_configs(teacher_cfg: DictConfig, teacher_dir: Path, recipe: DictConf
         if (base.get("scheduler") or {}).get("T_max") == base.trainer.max_epochs:
             base.scheduler.T_max = int(recipe.epochs)
         base.trainer.max_epochs = int(recipe.epochs)
+    missing = object()
+    for key, value in (recipe.student.get("config") or {}).items():
+        if OmegaConf.select(base, key, default=missing) is missing:
+            raise ConfigError(f"compress student.config key {key!r} is not in the teacher's config "
+                              f"({teacher_dir / 'config.yaml'}); give a dotted key it has, e.g. "
+                              "regularizer.augment.translate")
+        OmegaConf.update(base, key, value, merge=False)
+    if recipe.get("seed") is not None:
+        base.seed = int(recipe.seed)
     base.logger.experiment_name = experiment
     out = {}
     for role in ("distilled", "scratch"):

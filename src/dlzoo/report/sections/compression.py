@@ -110,7 +110,7 @@ def distill_gaps(crows: list[dict]) -> list[str]:
             continue
         t, s, d = by["distilled"]["source/test/acc"], by["scratch"]["test/acc"], by["distilled"]["test/acc"]
         lines += ["", f"Distillation from {source}: teacher {t:.4f}, student from scratch {s:.4f}, distilled "
-                      f"{d:.4f} (same epochs, data and augmentation): **{gap_closed(t, s, d):.0%} of the gap closed**."]
+                      f"{d:.4f} (same data, epochs and settings; see the recipe): **{gap_closed(t, s, d):.0%} of the gap closed**."]
     return lines
 
 
