@@ -57,7 +57,8 @@ def test_lenet5_to_lenet300_distillation_beats_scratch(project):
     by = _compress(project, "digits_lenet5", ["distill_lenet300"])
     d, s = by["distill_lenet300-distilled"], by["distill_lenet300-scratch"]
     assert d["test/acc"] > s["test/acc"]
-    assert d["params/total"] == s["params/total"] < by["source"]["params/total"]
+    # the same student both ways (LeNet-300-100: faster than LeNet-5 at batch 256, not smaller -- see README)
+    assert d["params/total"] == s["params/total"] == 300 * 32 * 32 + 300 + 300 * 100 + 100 + 100 * 10 + 10
     # the bar, >= 50% of the teacher-student gap closed, is judged over seeds by
     # benchmarks/distill_seeds.py (one seed moves it by tens of points on 360 test images); printed here
     print("gap closed:", gap_closed(by["source"]["test/acc"], s["test/acc"], d["test/acc"]))
