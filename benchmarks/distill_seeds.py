@@ -30,14 +30,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from dlzoo.report.sections.compression import gap_closed  # None where there is no gap
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def gap_closed(teacher: float, scratch: float, distilled: float) -> float | None:
-    """The report's fraction of the gap closed; None where the scratch student is not below the teacher."""
-    from dlzoo.report.sections.compression import gap_closed as closed
-
-    return closed(teacher, scratch, distilled) if teacher > scratch else None
 
 
 def one_seed(run_dir: Path, recipe: str, seed: int, out: Path, threads: int) -> dict:

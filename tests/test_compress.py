@@ -249,6 +249,9 @@ def test_report_states_the_fraction_of_the_distillation_gap_closed():
     text = " ".join(distill_gaps(rows))
     assert "teacher 0.9800" in text and "75% of the gap closed" in text
     assert distill_gaps(rows[:2]) == []  # no scratch student: nothing to compare with
+    assert gap_closed(0.97, 0.98, 0.99) is None  # the scratch student beats the teacher: no gap, not -100%
+    rows[2]["test/acc"] = 0.98
+    assert "no gap to close" in " ".join(distill_gaps(rows))
 
 
 def test_compress_records_nested_runs_and_metrics(project):

@@ -95,10 +95,11 @@ def int8_speed(crows: list[dict]) -> list[str]:
             f"much as the int8 GEMMs save.{isa} The size gain holds regardless (3.6-4x)."]
 
 
-def gap_closed(teacher: float, scratch: float, distilled: float) -> float:
+def gap_closed(teacher: float, scratch: float, distilled: float) -> float | None:
     """The fraction of the teacher-student accuracy gap that distillation closes: (distilled - scratch) /
-    (teacher - scratch); 1 = the student matches the teacher, 0 = no better than training it from scratch."""
-    return (distilled - scratch) / (teacher - scratch)
+    (teacher - scratch); 1 = the student matches the teacher, 0 = no better than training it from scratch.
+    None where there is no gap (the scratch student matches or beats the teacher)."""
+    return (distilled - scratch) / (teacher - scratch) if teacher > scratch else None
 
 
 def distill_gaps(crows: list[dict]) -> list[str]:
@@ -109,8 +110,11 @@ def distill_gaps(crows: list[dict]) -> list[str]:
         if "scratch" not in by:
             continue
         t, s, d = by["distilled"]["source/test/acc"], by["scratch"]["test/acc"], by["distilled"]["test/acc"]
+        closed = gap_closed(t, s, d)
+        verdict = ("no gap to close: the scratch student matches the teacher" if closed is None
+                   else f"**{closed:.0%} of the gap closed**")
         lines += ["", f"Distillation from {source}: teacher {t:.4f}, student from scratch {s:.4f}, distilled "
-                      f"{d:.4f} (same data, epochs and settings; see the recipe): **{gap_closed(t, s, d):.0%} of the gap closed**."]
+                      f"{d:.4f} (same data, epochs and settings; see the recipe): {verdict}."]
     return lines
 
 
