@@ -30,6 +30,14 @@ def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_datamodule(cfg: DictConfig):
+    from dlzoo.accelerators import pin_memory
+
+    dm = _datamodule(cfg)
+    dm.pin_memory = pin_memory(cfg.get("trainer") or {})
+    return dm
+
+
+def _datamodule(cfg: DictConfig):
     from dlzoo.data.datamodule import ArrayDataModule
     from dlzoo.data.regression import RegressionDataModule
 

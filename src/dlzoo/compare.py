@@ -91,8 +91,8 @@ def run_variant(variant: str, overrides: list[str], out: Path, parent_id: str, k
     t0 = time.perf_counter()
     info = run(compose(overrides), out, overrides, extra_tags={"mlflow.parentRunId": parent_id, "dlzoo.variant": variant})
     seconds = time.perf_counter() - t0
-    _, _, dm, task = load_task(out, info[f"{checkpoint}_ckpt"])
-    metrics = {**test_split(task, dm, "train"), **test_split(task, dm, "val")}
+    _, cfg, dm, task = load_task(out, info[f"{checkpoint}_ckpt"])
+    metrics = {**test_split(task, dm, "train", cfg.trainer), **test_split(task, dm, "val", cfg.trainer)}
     row = {k: metrics[k] for k in ("train/acc", "val/acc", "train/loss", "val/loss", *keep) if k in metrics}
     if "train/acc" in row:
         row["gap/acc"] = row["train/acc"] - row["val/acc"]

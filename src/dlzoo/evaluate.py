@@ -99,12 +99,12 @@ def split_loader(dm, split: str):
     return {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
 
 
-def test_split(task, dm, split: str) -> dict[str, float]:
-    """The task's test metrics on one split, keyed ``<split>/<metric>``."""
-    import lightning.pytorch as pl
+def test_split(task, dm, split: str, trainer_cfg) -> dict[str, float]:
+    """The task's test metrics on one split, keyed ``<split>/<metric>``, on one device of the run's
+    configured accelerator (``trainer_cfg``: its ``trainer`` config) at its precision."""
+    from dlzoo.accelerators import single_device_trainer
 
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
+    trainer = single_device_trainer(trainer_cfg)
     results = trainer.test(task, dataloaders=split_loader(dm, split), verbose=False)[0]
     return {k.replace("test/", f"{split}/"): float(v) for k, v in results.items()}
 
@@ -117,13 +117,17 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
 
     from dlzoo.train import log_confusion_matrix
 
+    from dlzoo.accelerators import device
+
     info, cfg, dm, task = load_task(run_dir, ckpt)
-    metrics = test_split(task, dm, split)
+    metrics = test_split(task, dm, split, cfg.trainer)
     loader = split_loader(dm, split)
+    dev = device(cfg.trainer)
+    task.to(dev)  # the Trainer hands the module back on the CPU; the outputs below are computed on the device
     extra: dict = {}
     figures: list[Path] = []
     if cfg.task == "seq2seq":
-        labels, preds, extra = _seq2seq_outputs(task, dm, loader)
+        labels, preds, extra = _seq2seq_outputs(task, dm, loader, dev)
     elif hasattr(task, "evaluation_outputs"):  # generative tasks: latent clusters / sample modes, figures
         labels, preds, more, figures = task.evaluation_outputs(dm, split, out_dir / "plots")
         metrics |= more
@@ -132,7 +136,8 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
     else:
         regress = cfg.task == "regress"
         with torch.no_grad():  # class labels, or real values for regression
-            preds = torch.cat([task(x).squeeze(1) if regress else task(x).argmax(1) for x, _ in loader]).numpy()
+            out = [task(x.to(dev)) for x, _ in loader]
+            preds = torch.cat([o.squeeze(1) if regress else o.argmax(1) for o in out]).cpu().numpy()
         labels = np.concatenate([y.numpy() for _, y in loader])
         if regress and cfg.model.name == "logreg":  # linear regression: compare SGD with the closed form
             from dlzoo.tasks.regress import closed_form_comparison
@@ -169,7 +174,7 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
             "epochs": info.get("epochs"), "registered": registered, **metrics, **extra}
 
 
-def _seq2seq_outputs(task, dm, loader):
+def _seq2seq_outputs(task, dm, loader, dev):
     """Seq2seq: token-level (actual, predicted) pairs of greedy decoding on ``loader`` (for the confusion
     plot), and greedy exact-sequence accuracy per source length on the ``long`` split (the length curve,
     ``long/acc_len_<n>``)."""
@@ -182,7 +187,7 @@ def _seq2seq_outputs(task, dm, loader):
 
     def greedy(src, tgt):  # -> (target without BOS, greedy output), trimmed to the batch's longest
         src, target = trim(src), trim(tgt)[:, 1:]
-        return target, greedy_decode(task.net, src, target.shape[1] + task.hparams.max_extra_len)
+        return target, greedy_decode(task.net, src.to(dev), target.shape[1] + task.hparams.max_extra_len).cpu()
 
     actual, predicted = [], []
     for batch in loader:

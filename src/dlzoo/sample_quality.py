@@ -100,10 +100,13 @@ def sample_quality(run_dir: Path, classifier_dir: Path, out_dir: Path, per_label
     features = load_classifier(classifier_dir)
     real = dm.datasets["test"].tensors[0]  # (N, 1, 8, 8) in [0, 1] (autoencode runs: data.standardize=false)
     x_tr, y_tr = dm.datasets["train"].tensors
-    net = task.net
+    from dlzoo.accelerators import device
+
+    net = task.net.to(device(cfg.trainer))  # sampling on the run's accelerator; scoring on the CPU
     labels = torch.arange(dm.num_classes).repeat_interleave(per_label) if net.conditional else None
     g = torch.Generator().manual_seed(seed)
-    samples = net.sample(dm.num_classes * per_label, labels, generator=g)  # (N, 1, 8, 8) mean images
+    to_net = labels.to(net.to_mu.weight.device) if labels is not None else None
+    samples = net.sample(dm.num_classes * per_label, to_net, generator=g).float().cpu()  # (N, 1, 8, 8) mean images
     result = {f"samples/{k}": v for k, v in score(features, samples, labels, real).items()}
     result["samples/fd_val"] = frechet_distance(features, real, dm.datasets["val"].tensors[0])
     request = labels if labels is not None else torch.arange(dm.num_classes).repeat_interleave(per_label)

@@ -67,6 +67,9 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
     from dlzoo.config import validate
 
     validate(cfg)  # before anything heavy is imported or built
+    from dlzoo.accelerators import check_trainer
+
+    check_trainer(cfg.trainer)  # a missing GPU (or too few) fails here, before any data is built
     quiet()
     import lightning.pytorch as pl
     from lightning.pytorch.trainer.states import TrainerStatus

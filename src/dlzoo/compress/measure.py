@@ -162,7 +162,10 @@ def serialize(model: nn.Module) -> bytes:
 
 def latency_us(model: nn.Module, input_shape: tuple[int, ...], batch: int, repeats: int = 30, warmup: int = 5,
                threads: int = 1) -> float:
-    """Median forward time in microseconds at ``batch`` with ``threads`` intra-op threads."""
+    """Median forward time in microseconds at ``batch`` with ``threads`` intra-op threads.
+
+    On the CPU on purpose, whatever the trainer's accelerator: PyTorch's INT8 kernels (fbgemm / qnnpack)
+    run only there, so every model of a comparison -- float, pruned, quantized -- is timed on the CPU."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -61,6 +61,7 @@ def finetune(src: Source, net: nn.Module, epochs: int, lr: float) -> nn.Module:
     import lightning.pytorch as pl
 
     from dlzoo import builders
+    from dlzoo.accelerators import single_device_trainer
 
     if epochs <= 0:
         return net.eval()
@@ -70,9 +71,9 @@ def finetune(src: Source, net: nn.Module, epochs: int, lr: float) -> nn.Module:
     cfg.scheduler = None
     pl.seed_everything(cfg.seed, verbose=False)
     task = builders.build_task(cfg, net, src.dm.num_classes)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         deterministic=cfg.trainer.get("deterministic", False))
+    # on one device of the run's accelerator; Lightning hands the network back on the CPU, where the
+    # quantized kernels (and the latency measurements) run
+    trainer = single_device_trainer(cfg.trainer, max_epochs=epochs, deterministic=cfg.trainer.get("deterministic", False))
     net.train()  # Lightning keeps the modules' mode: a net loaded for evaluation would fine-tune in eval mode
     trainer.fit(task, datamodule=src.dm)
     return net.eval()

@@ -45,6 +45,8 @@ class ArrayDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.image_size, self.seed = batch_size, num_workers, image_size, seed
         self.num_classes = self.OUTPUTS[name]
         self.standardize = standardize
+        # set by dlzoo.builders from the trainer: page-locked batches when they go to a CUDA GPU
+        self.pin_memory = False
         from dlzoo.data.augment import Augment
 
         self.augment = Augment.from_config(augment)  # training batches only
@@ -116,11 +118,11 @@ class ArrayDataModule(pl.LightningDataModule):
             sampler = (DistributedSampler(ds, world, rank, shuffle=True, seed=self.seed, drop_last=True) if shuffle
                        else UnrepeatedDistributedSampler(ds, world, rank, shuffle=False))
             return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                              persistent_workers=self.num_workers > 0)
+                              persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory)
         g = torch.Generator().manual_seed(self.seed)
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, generator=g if shuffle else None,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

@@ -53,6 +53,8 @@ class DetectionDataModule(pl.LightningDataModule):
         self.name, self.splits_dir, self.batch_size, self.seed = name, Path(splits_dir), batch_size, seed
         self.fresh_canvases, self.num_classes = fresh_canvases, num_classes
         self.datasets: dict[str, TensorDataset] = {}
+        # set by dlzoo.builders from the trainer: page-locked batches when they go to a CUDA GPU
+        self.pin_memory = False
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -68,7 +70,7 @@ class DetectionDataModule(pl.LightningDataModule):
         return tuple(self.datasets["train"].tensors[0].shape[1:])
 
     def _loader(self, split: str) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_size=self.batch_size)
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
@@ -78,9 +80,10 @@ class DetectionDataModule(pl.LightningDataModule):
             ds = FreshCanvases(load_array(folder / "glyphs_train.npy", SPLITS_FIX_HINT),
                                load_array(folder / "glyph_labels_train.npy", SPLITS_FIX_HINT),
                                len(x), self.seed, x.shape[-1], t.shape[1])
-            return DataLoader(ds, batch_size=self.batch_size)
+            return DataLoader(ds, batch_size=self.batch_size, pin_memory=self.pin_memory)
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, generator=g)
+        return DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, generator=g,
+                          pin_memory=self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

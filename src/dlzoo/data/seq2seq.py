@@ -28,6 +28,8 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         super().__init__()
         self.name, self.splits_dir, self.batch_size, self.seed = name, Path(splits_dir), batch_size, seed
         self.datasets: dict[str, TensorDataset] = {}
+        # set by dlzoo.builders from the trainer: page-locked batches when they go to a CUDA GPU
+        self.pin_memory = False
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -51,7 +53,7 @@ class Seq2SeqDataModule(pl.LightningDataModule):
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          generator=g if shuffle else None)
+                          generator=g if shuffle else None, pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", True)

@@ -6,7 +6,6 @@ torch build; tests check them against hand-computed boxes and a brute-force refe
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 
@@ -28,24 +27,29 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Indices of the boxes (n, 4) kept by non-maximum suppression, highest score first (lecture 6):
     sort by score, select the best remaining box, remove the boxes overlapping it by more than
-    ``iou_threshold``, repeat until none remain."""
+    ``iou_threshold``, repeat until none remain.
+
+    Computed on the boxes' device without a per-box loop: box i (in score order) is kept iff no kept box
+    before it overlaps it, a rule whose unique solution is reached by applying it to all boxes at once,
+    starting from "all kept", until nothing changes -- at most as many rounds as the longest chain of
+    suppressions, each one tensor operation and one comparison."""
     order = scores.argsort(descending=True)
-    overlaps = (box_iou(boxes[order][:, None], boxes[order][None]) > iou_threshold).numpy()  # (n, n)
-    removed = np.zeros(len(order), dtype=bool)
-    keep = []
-    for i in range(len(order)):  # a Python loop over a precomputed overlap matrix: n is a few hundred at most
-        if removed[i]:
-            continue
-        keep.append(i)
-        removed |= overlaps[i]
-    return order[torch.tensor(keep, dtype=torch.long)]
+    # earlier[j, i]: box j comes before box i and overlaps it by more than the threshold
+    earlier = (box_iou(boxes[order][:, None], boxes[order][None]) > iou_threshold).triu(diagonal=1)
+    keep = torch.ones(len(order), dtype=torch.bool, device=boxes.device)
+    for _ in range(len(order)):
+        new = ~(earlier & keep[:, None]).any(0)
+        if torch.equal(new, keep):
+            break
+        keep = new
+    return order[keep]
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """NMS within each label: boxes of different labels never suppress each other (shifting each label's
     boxes by its own offset, so they cannot overlap, makes one NMS call do every label)."""
     if boxes.numel() == 0:
-        return torch.zeros(0, dtype=torch.long)
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
     offsets = labels.to(boxes) * (boxes.max() + 1)
     return nms(boxes + offsets[:, None], scores, iou_threshold)
 
