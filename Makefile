@@ -14,10 +14,11 @@ export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup data run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup data trainer run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
+	@echo "                TRAINER=gpu (ddp, mps): train its stages on that preset of conf/trainer/"
 	@echo "make run-extra  the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO; extra/dvc.yaml), then the report"
 	@echo "make claims     the lecture-claims suite (claims/dvc.yaml): every claim run with a verdict -> reports/claims.md"
 	@echo "make test       set up and run the test suite (not the slow tests)"
@@ -46,8 +47,23 @@ data: setup
 		python -m dlzoo.data.materialize && python -m dlzoo.data.check; \
 	fi
 
+# TRAINER: the preset of conf/trainer/ the pipeline's stages train on (`make run TRAINER=gpu`; ddp, mps, cpu).
+# It reaches each stage's composed config (artifacts/configs/, via DLZOO_TRAINER and dlzoo.configure); when it
+# differs from the last run's, those configs are re-composed, so DVC re-trains the stages whose config changed.
+TRAINER ?= cpu
+export DLZOO_TRAINER := $(TRAINER)
+TRAINER_STAMP := artifacts/configs/.trainer
+
+trainer: setup
+	@python -m dlzoo.accelerators $(TRAINER)
+	@if [ "$$(cat $(TRAINER_STAMP) 2>/dev/null || echo cpu)" != "$(TRAINER)" ]; then \
+		echo "trainer=$(TRAINER): re-composing the stages' configs"; \
+		dvc repro -q --force --single-item configure extra/dvc.yaml:configure_extra && \
+		echo "$(TRAINER)" > $(TRAINER_STAMP); \
+	fi
+
 # the default pipeline (dvc.yaml); `make run-extra` adds the extra suite (extra/dvc.yaml); `dvc repro -P` runs both
-repro: data
+repro: data trainer
 	dvc repro
 
 report:
@@ -57,7 +73,7 @@ run: repro
 	@python -m dlzoo.report --print-only
 
 # the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO: ~10 min more on 2 cores), then the report again with it
-run-extra: data
+run-extra: data trainer
 	dvc repro extra/dvc.yaml
 	dvc repro --single-item --force report
 	@python -m dlzoo.report --print-only

@@ -5,6 +5,7 @@ accelerator presets are checked against this machine before any data is built.""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import torch
@@ -178,3 +179,52 @@ def test_evaluation_and_finetunes_use_the_runs_accelerator(trained_run, monkeypa
     rows = (trained_run / "eval" / "predictions.csv").read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 1 + 360 and rows[1].split(",")[1].isdigit()
     assert json.loads((trained_run / "run" / "run_info.json").read_text())["run_id"] == summary["run_id"]
+
+
+def test_presets_one_gpu_all_gpus_of_a_node_and_mps(project, monkeypatch):
+    from conftest import compose
+
+    from dlzoo.accelerators import check_trainer, requested
+
+    gpu, ddp, mps = (compose([f"trainer={p}"]).trainer for p in ("gpu", "ddp", "mps"))
+    assert (gpu.accelerator, gpu.devices, gpu.strategy) == ("gpu", 1, "auto")
+    assert (ddp.accelerator, ddp.devices, ddp.strategy, ddp.sync_batchnorm) == ("gpu", "auto", "ddp", True)
+    assert (mps.accelerator, mps.devices, mps.precision) == ("mps", 1, "32-true")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)  # a four-GPU node, as torch reports it
+    check_trainer(ddp)
+    assert requested(ddp.devices, 4) == 4
+    nodes = compose(["trainer=ddp", "trainer.num_nodes=3"]).trainer
+    assert nodes.num_nodes == 3 and nodes.devices == "auto"
+
+
+def test_trainer_preset_reaches_the_composed_config_of_a_stage(project):
+    """`make run TRAINER=...` exports DLZOO_TRAINER; the configure stages compose it into each stage's config."""
+    import yaml
+    from conftest import ROOT
+
+    cmd = ["-m", "dlzoo.configure", "--job"]
+    configs = {}
+    for name, env in (("default", {}), ("cpu", {"DLZOO_TRAINER": "cpu"}), ("ddp_cpu", {"DLZOO_TRAINER": "ddp_cpu"}),
+                      ("explicit", {"DLZOO_TRAINER": "ddp_cpu"})):
+        extra = ["trainer=cpu"] if name == "explicit" else []
+        r = run_cli([*cmd, "--out", f"{name}.yaml", "experiment=digits_mlp", *extra], project, env=env)
+        assert r.returncode == 0, r.stderr
+        configs[name] = yaml.safe_load((project / f"{name}.yaml").read_text())
+    assert configs["cpu"] == configs["default"] == configs["explicit"]  # the CPU figures stay as they are
+    assert (configs["ddp_cpu"]["trainer"]["strategy"], configs["ddp_cpu"]["trainer"]["devices"]) == ("ddp", 2)
+    assert configs["ddp_cpu"]["model"] == configs["default"]["model"]
+    r = run_cli([*cmd, "--out", "bad.yaml", "experiment=digits_mlp"], project, env={"DLZOO_TRAINER": "gpux"})
+    assert r.returncode != 0 and "gpux" in r.stderr and "ddp_cpu" in r.stderr  # Hydra lists the presets
+    make = subprocess.run(["make", "-s", "-C", str(ROOT), "--eval", "show-trainer: ; @echo $$DLZOO_TRAINER",
+                           "show-trainer", "TRAINER=gpu"], capture_output=True, text=True)
+    assert make.stdout.strip() == "gpu", make.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_make_run_checks_the_trainer_preset_first(project):
+    r = run_cli(["-m", "dlzoo.accelerators", "gpu"], project)
+    assert r.returncode == 2 and r.stderr.strip() == ("error: trainer.accelerator=gpu: this machine has no CUDA GPU "
+                                                      "(torch sees none); train on the CPU with trainer=cpu")
+    assert run_cli(["-m", "dlzoo.accelerators", "ddp_cpu"], project).returncode == 0
+    r = run_cli(["-m", "dlzoo.accelerators", "gpux"], project)
+    assert r.returncode == 2 and "mps" in r.stderr

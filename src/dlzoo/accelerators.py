@@ -82,3 +82,28 @@ def single_device_trainer(trainer: Any, **kwargs):
             "precision": str(trainer.get("precision", "32-true")), "logger": False, "enable_progress_bar": False,
             "enable_model_summary": False, "enable_checkpointing": False}
     return pl.Trainer(**(args | kwargs))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m dlzoo.accelerators PRESET``: exit 2 with the one-line reason when this machine cannot run the
+    trainer preset PRESET of conf/trainer/ (``make run TRAINER=...`` asks before it builds anything)."""
+    import argparse
+    import sys
+
+    from hydra.errors import HydraException
+
+    from dlzoo.configure import compose
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("preset", help="a file of conf/trainer/ (cpu, gpu, ddp, mps, ddp_cpu)")
+    ap.add_argument("overrides", nargs="*", help="more overrides, e.g. trainer.devices=2")
+    args = ap.parse_args(argv)
+    try:
+        check_trainer(compose([f"trainer={args.preset}", *args.overrides]).trainer)
+    except (ConfigError, HydraException) as exc:
+        print(f"error: {str(exc).splitlines()[0] if isinstance(exc, ConfigError) else exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ depends on exactly its own composed config and an edit under ``conf/`` re-runs o
 
     python -m dlzoo.configure --out params.yaml                      # the default config (params.yaml)
     python -m dlzoo.configure --out artifacts/configs/x.yaml --job experiment=digits_mlp
+    DLZOO_TRAINER=gpu python -m dlzoo.configure --out artifacts/configs/x.yaml --job experiment=digits_mlp
 
 ``--job`` leaves out the ``pipeline`` lists (what dvc.yaml iterates over; no training run reads them), so that
 adding an experiment or a claim to the suite does not change, and re-train, every other experiment.
@@ -14,6 +15,7 @@ adding an experiment or a claim to the suite does not change, and re-train, ever
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +33,15 @@ def compose(overrides: list[str] | None = None, config_name: str = "config"):
     return cfg
 
 
+def with_trainer(overrides: list[str]) -> list[str]:
+    """The overrides plus ``trainer=$DLZOO_TRAINER`` where that is set (``make run TRAINER=gpu`` sets it for the
+    pipeline's configure stages) and the overrides choose no trainer preset themselves."""
+    preset = os.environ.get("DLZOO_TRAINER", "").strip()
+    if not preset or any(o.lstrip("+~").startswith("trainer=") for o in overrides):
+        return list(overrides)
+    return [f"trainer={preset}", *overrides]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="YAML file to write")
@@ -41,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     from omegaconf import OmegaConf, open_dict
 
     try:
-        cfg = compose(args.overrides)
+        cfg = compose(with_trainer(args.overrides))
     except HydraException as exc:
         sys.exit(f"error: {exc}")
     if args.job:

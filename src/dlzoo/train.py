@@ -127,12 +127,14 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
         # metrics are buffered and written every logger.flush_every_s seconds (dlzoo.tracking.logger), and
         # synchronous=False hands each write to MLflow's background thread, so a training step never waits on
         # the store (both flushed before the run ends, below)
+        # rank 0 only: the logger's MLflow client opens the store, and ranks started together by torchrun or
+        # srun would race on creating a fresh sqlite store (Lightning logs on rank 0 alone anyway)
         logger = BufferedMLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=uri,
                                       run_id=job.run_id, synchronous=False,
-                                      flush_every_s=cfg.logger.get("flush_every_s", 5.0))
+                                      flush_every_s=cfg.logger.get("flush_every_s", 5.0)) if rank0 else None
         history = EpochHistory()
-        trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger,
-                             callbacks=[*builders.build_callbacks(cfg, ckpt_dir), history],
+        trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
+                             callbacks=[*_rank_callbacks(builders.build_callbacks(cfg, ckpt_dir), rank0), history],
                              default_root_dir=str(output_dir))
         job.log_param("data.global_batch_size", cfg.data.batch_size * trainer.world_size)
         started = time.perf_counter()
@@ -181,6 +183,13 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
         if error is not None and rank0:
             print(f"MLflow run {job.run_id} ended {status}; checkpoints kept in {ckpt_dir}", file=sys.stderr)
     return info
+
+
+def _rank_callbacks(callbacks: list, rank0: bool) -> list:
+    """The callbacks of one rank: the learning-rate monitor only logs, and needs the logger only rank 0 has."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    return [c for c in callbacks if rank0 or not isinstance(c, LearningRateMonitor)]
 
 
 def resume_checkpoint(resume: str | None, ckpt_dir: Path, task) -> str | None:

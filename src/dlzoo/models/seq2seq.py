@@ -8,6 +8,8 @@ the vocabulary size; token 0 is PAD, 1 BOS, 2 EOS (dlzoo.data.seq2seq).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -17,6 +19,21 @@ from dlzoo.models.registry import register_model
 from dlzoo.models.transformer import positions
 
 Enc = tuple[torch.Tensor, ...]
+
+
+@contextmanager
+def fastpath_off_under_autocast(device_type: str):
+    """nn.Transformer's fused inference path checks only CUDA's autocast (``torch.is_autocast_enabled()``):
+    under the CPU's (or MPS's) autocast it would take bfloat16 activations into float32 weights and fail.
+    Switched off there for the duration of the call; CUDA's autocast and full precision keep it."""
+    if not (torch.is_autocast_enabled(device_type) and torch.backends.mha.get_fastpath_enabled()):
+        yield
+        return
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
 
 
 class TransformerSeq2Seq(nn.Module):
@@ -41,15 +58,17 @@ class TransformerSeq2Seq(nn.Module):
 
     def encode(self, src: torch.Tensor) -> Enc:
         src_pad = src == PAD  # (B, S), True where attention must not look
-        memory = self.transformer.encoder(self._tokens(src), src_key_padding_mask=src_pad)  # (B, S, d)
+        with fastpath_off_under_autocast(src.device.type):
+            memory = self.transformer.encoder(self._tokens(src), src_key_padding_mask=src_pad)  # (B, S, d)
         return memory, src_pad
 
     def decode(self, tgt_in: torch.Tensor, enc: Enc) -> torch.Tensor:
         memory, src_pad = enc
         t = tgt_in.shape[1]
         causal = nn.Transformer.generate_square_subsequent_mask(t, device=tgt_in.device)  # (T, T), -inf above diag
-        h = self.transformer.decoder(self._tokens(tgt_in), memory, tgt_mask=causal, tgt_is_causal=True,
-                                     memory_key_padding_mask=src_pad)  # (B, T, d)
+        with fastpath_off_under_autocast(tgt_in.device.type):
+            h = self.transformer.decoder(self._tokens(tgt_in), memory, tgt_mask=causal, tgt_is_causal=True,
+                                         memory_key_padding_mask=src_pad)  # (B, T, d)
         return self.out(h)  # (B, T, V)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

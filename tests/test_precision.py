@@ -1,0 +1,21 @@
+"""Mixed precision, the path GPUs take (``trainer.precision=bf16-mixed``), trained on the CPU's autocast:
+one fast_dev_run of a representative experiment of every task family and network kind."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FAST, compose
+
+# one experiment per task family, and per network kind within classification and seq2seq
+FAMILIES = ["digits_lenet5", "mnist1d_gru", "mnist1d_transformer", "diabetes_mlp", "seq2seq_transformer",
+            "seq2seq_lstm", "digits_cvae", "ring_gan", "ring_wgan", "digits_yolo", "digits_rcnn"]
+
+
+@pytest.mark.parametrize("experiment", FAMILIES)
+def test_every_family_trains_under_bf16_mixed(project, experiment):
+    from dlzoo.train import run
+
+    cfg = compose([f"experiment={experiment}", "trainer.precision=bf16-mixed", "trainer.fast_dev_run=true",
+                   "train.log_model=false", *FAST])
+    info = run(cfg, project / "out", [])
+    assert info["status"] == "FINISHED" and info["epochs"] == 1
