@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup data trainer run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup data trainer gpu-check run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
@@ -24,6 +24,7 @@ help:
 	@echo "make test       set up and run the test suite (not the slow tests)"
 	@echo "make test-slow  the slow tests (accuracy bars of the real pipeline configs)"
 	@echo "make bench      benchmarks: throughput vs a raw PyTorch loop, start-up, latency/memory (benchmarks/results/)"
+	@echo "make gpu-check  on a GPU machine: every experiment 1 epoch, DDP, bf16 throughput (benchmarks/results/)"
 	@echo "make bench-pipeline  wall time of a fresh make run and of a no-op dvc repro"
 	@echo "make ui         MLflow UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "make mlflow-server  a shared MLflow tracking server on http://127.0.0.1:$(SERVER_PORT)"
@@ -107,6 +108,11 @@ bench: data
 	python benchmarks/throughput.py
 	python benchmarks/startup.py
 	python benchmarks/models.py
+
+# On a GPU machine: every default experiment one epoch on one GPU, DDP on all GPUs (one MLflow run), bf16
+# throughput against a raw loop -> benchmarks/results/gpu_check.json (`python benchmarks/gpu_check.py --dry-run`: CPU)
+gpu-check: data
+	python benchmarks/gpu_check.py
 
 bench-pipeline: setup
 	python benchmarks/pipeline.py

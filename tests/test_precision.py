@@ -19,3 +19,13 @@ def test_every_family_trains_under_bf16_mixed(project, experiment):
                    "train.log_model=false", *FAST])
     info = run(cfg, project / "out", [])
     assert info["status"] == "FINISHED" and info["epochs"] == 1
+
+
+@pytest.mark.parametrize("experiment, precision", [("ring_gan", "bf16-true"), ("ring_wgan", "64-true")])
+def test_gans_draw_latent_codes_in_the_weights_dtype(project, experiment, precision):
+    """bf16-true / 64-true cast the weights: the generator's latent codes must follow (they are drawn inside)."""
+    from dlzoo.train import run
+
+    cfg = compose([f"experiment={experiment}", f"trainer.precision={precision}", "trainer.fast_dev_run=true",
+                   "train.log_model=false", *FAST])
+    assert run(cfg, project / "out", [])["status"] == "FINISHED"

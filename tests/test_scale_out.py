@@ -31,3 +31,91 @@ def test_torchrun_two_nodes_one_run_each_test_sample_once(project):
     assert run.data.params["trainer.num_nodes"] == "2"
     assert run.data.params["data.global_batch_size"] == "128"  # 64 per process x 2 nodes
     assert run.data.metrics["test/num_samples"] == 360  # the digits test split, each sample on one rank
+
+
+def test_gpu_check_dry_run_trains_checks_ddp_and_measures_throughput(project, tmp_path):
+    import json
+
+    from conftest import ROOT, run_cli
+
+    out = tmp_path / "gpu_check.json"
+    r = run_cli([str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--experiments", "digits_mlp,seq2seq_lstm",
+                 "--models", "lenet5", "--out", str(out)], project, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["dry_run"] and record["trainer"]["one"][:2] == ["trainer=cpu", "trainer.precision=bf16-mixed"]
+    assert {n: e["status"] for n, e in record["experiments"].items()} == {"digits_mlp": "FINISHED",
+                                                                          "seq2seq_lstm": "FINISHED"}
+    assert 0 <= record["experiments"]["digits_mlp"]["test/acc"] <= 1
+    assert record["ddp"]["statuses"] == ["FINISHED"] and record["ddp"]["test/num_samples"] == 360
+    assert record["ddp"]["ok"] and record["ddp"]["world_size_batch"] == "128"
+    lenet = record["throughput"]["lenet5"]
+    assert lenet["precision"] == "bf16-mixed" and lenet["raw_samples_per_s"] > 0 and lenet["dlzoo_samples_per_s"] > 0
+    assert lenet["ratio"] == round(lenet["dlzoo_samples_per_s"] / lenet["raw_samples_per_s"], 3)
+    assert "3/3" not in r.stdout and "2/2 experiments FINISHED; DDP ok" in r.stdout
+
+
+def test_gpu_check_without_a_gpu_says_so_and_names_the_dry_run(project, tmp_path):
+    import torch
+    from conftest import ROOT, run_cli
+
+    if torch.cuda.is_available():
+        return
+    r = run_cli([str(ROOT / "benchmarks" / "gpu_check.py"), "--out", str(tmp_path / "x.json")], project)
+    assert r.returncode == 2 and "no CUDA GPU" in r.stderr and "--dry-run" in r.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+SHARED_SEARCH = """# @package _global_
+hparams_search:
+  n_trials: 6
+  seed: 0
+  storage: null
+  study_name: null
+  params:
+    optimizer.lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+trainer: {max_epochs: 2, enable_progress_bar: false, enable_model_summary: false}
+train: {log_model: false, test: false}
+"""
+
+
+def test_optuna_search_shared_by_two_workers_one_parent_and_a_killed_worker_loses_nothing(project):
+    import re
+    import signal
+    import time
+
+    import optuna
+
+    (project / "conf" / "hparams_search" / "shared.yaml").write_text(SHARED_SEARCH)
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    cmd = [PY, "-m", "dlzoo.train", "experiment=diabetes_mlp", "hparams_search=shared",
+           f"hparams_search.storage={storage}", "hparams_search.study_name=shared"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    workers = [subprocess.Popen([*cmd, f"hydra.run.dir=outputs/w{i}"], cwd=project, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+    done_by_killed: list[int] = []  # trials the second worker finished before it was killed
+    deadline = time.time() + 300
+    for line in workers[1].stdout:
+        m = re.match(r"trial (\d+): val/loss=", line)
+        if m:
+            done_by_killed.append(int(m.group(1)))
+            workers[1].send_signal(signal.SIGKILL)  # mid-search, in the middle of its next trial at the latest
+            break
+        assert time.time() < deadline, "the second worker finished no trial in time"
+    workers[1].wait(timeout=60)
+    out = workers[0].communicate(timeout=600)[0]
+    assert workers[0].returncode == 0, out[-3000:]
+    study = optuna.load_study(study_name="shared", storage=storage)
+    complete = {t.number: t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert done_by_killed and set(done_by_killed) <= set(complete)  # the killed worker's finished trial is kept
+    assert len(study.trials) == 6 and len(complete) >= 4
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if r.data.tags.get("dlzoo.search") == "optuna"]
+    assert len(parents) == 1 and parents[0].info.run_id == study.user_attrs["mlflow_parent_run_id"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == len(runs) - 1  # every trial run, whichever worker ran it, is a child of the one parent
+    finished = {int(r.data.tags["dlzoo.trial"]) for r in children if r.info.status == "FINISHED"}
+    assert finished == set(complete)
+    assert parents[0].data.metrics["best/val/loss"] == min(t.value for t in complete.values())

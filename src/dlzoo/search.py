@@ -73,7 +73,6 @@ def suggest(trial, space: dict) -> tuple[dict[str, Any], list[str]]:
 def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
     """Run the search described by ``cfg.hparams_search``; trial folders go under ``output_dir``.
     Returns {best_value, best_params, best_trial, parent_run_id, n_failed}."""
-    import mlflow
     import optuna
 
     from dlzoo.tracking import mlflow_utils as mu
@@ -91,25 +90,25 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
 
     quiet()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=hs.get("seed", cfg.seed)),
-                                storage=hs.get("storage"), study_name=hs.get("study_name"),
-                                load_if_exists=bool(hs.get("storage")))
-    uri = mu.tracking_uri(cfg.logger.get("tracking_uri"))
-    client = mlflow.MlflowClient(uri)
-    exp_id = mu.get_or_create_experiment(client, cfg.logger.experiment_name)
+    study = _study(hs, direction, hs.get("seed", cfg.seed))
+    client, exp_id = _open_store(mu.tracking_uri(cfg.logger.get("tracking_uri")), cfg.logger.experiment_name)
     name = cfg.get("name") or cfg.model.name
-    parent = client.create_run(exp_id, run_name=f"search-{name}-{monitor.replace('/', '_')}",
-                               tags=mu.provenance_tags(overrides) | {"dlzoo.search": "optuna", "dlzoo.name": str(name)})
-    pid = parent.info.run_id
-    client.log_param(pid, "search.space", json.dumps(space)[:6000])
-    for k, v in {"search.metric": monitor, "search.direction": direction, "search.n_trials": hs["n_trials"],
-                 "search.base_overrides": " ".join(base) or "(none)"}.items():
-        client.log_param(pid, k, v)
 
+    def new_parent() -> str:
+        parent = client.create_run(exp_id, run_name=f"search-{name}-{monitor.replace('/', '_')}", tags=mu.provenance_tags(
+            overrides) | {"dlzoo.search": "optuna", "dlzoo.name": str(name)})
+        client.log_param(parent.info.run_id, "search.space", json.dumps(space)[:6000])
+        for k, v in {"search.metric": monitor, "search.direction": direction, "search.n_trials": hs["n_trials"],
+                     "search.base_overrides": " ".join(base) or "(none)"}.items():
+            client.log_param(parent.info.run_id, k, v)
+        return parent.info.run_id
+
+    pid = None if hs.get("storage") else new_parent()  # a shared study: the worker that asks trial 0 creates it
     n_failed, status = 0, "FINISHED"
     try:
-        for _ in range(int(hs["n_trials"])):
+        while _open_trials(study) < int(hs["n_trials"]):  # the study's trials: every worker's, in a shared one
             trial = study.ask()
+            pid = pid or _shared_parent(study, trial.number, new_parent)
             values, trial_overrides = suggest(trial, space)
             tags = {"mlflow.parentRunId": pid, "dlzoo.trial": str(trial.number)}
             try:
@@ -131,11 +130,80 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
         status = "KILLED"
         raise
     finally:
+        pid = pid or study.user_attrs.get(PARENT_ATTR)
+        if pid is None:  # a shared study this worker asked nothing of (it had all its trials already)
+            raise ConfigError(f"hparams_search.n_trials={hs['n_trials']}: the study {hs.get('study_name')!r} in "
+                              f"{hs.get('storage')} has that many trials already; raise n_trials to go on")
         summary = _summarise(client, study, pid, monitor, n_failed)
         client.set_terminated(pid, status)
     print(f"best {monitor}={summary['best_value']} (trial {summary['best_trial']}): {summary['best_params']}; "
           f"MLflow parent run {pid}")
     return summary
+
+
+PARENT_ATTR = "mlflow_parent_run_id"
+
+
+def _open_store(uri: str, experiment_name: str, tries: int = 5):
+    """(client, experiment id). Workers of a shared search started at once race to create a fresh sqlite
+    store (MLflow migrates its schema on first use, and a second migration fails): the loser tries again
+    once the winner's schema is in place. The store, once open, is cached for this process."""
+    import random
+    import time
+
+    import mlflow
+
+    from dlzoo.tracking import mlflow_utils as mu
+
+    for attempt in range(tries):
+        try:
+            client = mlflow.MlflowClient(uri)
+            return client, mu.get_or_create_experiment(client, experiment_name)
+        except Exception:  # noqa: BLE001 -- sqlalchemy / alembic errors of the concurrent migration
+            if attempt == tries - 1:
+                raise
+            time.sleep(1 + random.random() * 2)
+    raise AssertionError("unreachable")
+
+
+def _study(hs: dict, direction: str, seed: int):
+    """The Optuna study: in memory, or in ``hparams_search.storage`` (a database URL: sqlite:///optuna.db,
+    postgresql://...) under ``study_name``, shared by every worker started with the same two; each finished
+    trial is written there when it is told, so a worker that dies loses no finished trial."""
+    import optuna
+
+    storage = hs.get("storage")
+    if storage:
+        # sqlite: wait for a lock held by another worker instead of failing at once
+        engine = {"connect_args": {"timeout": 60}} if str(storage).startswith("sqlite") else {}
+        storage = optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    study = optuna.create_study(direction=direction, sampler=sampler, storage=storage,
+                                study_name=hs.get("study_name"), load_if_exists=storage is not None)
+    if storage is not None:
+        sampler.reseed_rng()  # workers with one seed would propose the same points; a shared study is not replayable
+    return study
+
+
+def _open_trials(study) -> int:
+    """Trials asked so far, by every worker (complete, failed, running, waiting)."""
+    return len(study.get_trials(deepcopy=False))
+
+
+def _shared_parent(study, number: int, create, timeout_s: float = 120.0) -> str:
+    """The parent MLflow run of a shared study, created once: the storage hands out trial numbers atomically,
+    so the worker holding trial 0 creates it and records its id in the study; the others wait for that id."""
+    import time
+
+    if number == 0 and PARENT_ATTR not in study.user_attrs:
+        study.set_user_attr(PARENT_ATTR, create())
+    deadline = time.monotonic() + timeout_s
+    while PARENT_ATTR not in study.user_attrs:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no parent MLflow run recorded in the study after {timeout_s:.0f} s "
+                               "(the worker holding trial 0 died before creating it): start the search anew")
+        time.sleep(0.5)
+    return study.user_attrs[PARENT_ATTR]
 
 
 def _compose(overrides: list[str]) -> DictConfig:

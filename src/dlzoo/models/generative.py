@@ -74,16 +74,17 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Mean images (pixel probabilities) of decoder(z), z ~ N(0, I): (n, *input_shape)."""
-        z = latent_codes(n, self.latent_dim, generator, self.to_mu.weight.device)
+        z = latent_codes(n, self.latent_dim, generator, self.to_mu.weight.device, self.to_mu.weight.dtype)
         return torch.sigmoid(self.decode(z, y))
 
 
-def latent_codes(n: int, latent_dim: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """z ~ N(0, I), (n, latent_dim), on ``device``. A seeded ``generator`` draws on its own device and the codes
+def latent_codes(n: int, latent_dim: int, generator: torch.Generator | None, device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """z ~ N(0, I), (n, latent_dim), on ``device`` in ``dtype`` (the network's weights'). A seeded ``generator`` draws on its own device and the codes
     then move: a CPU generator gives the same codes, hence the same samples, whichever device the network is on."""
     if generator is None:
-        return torch.randn(n, latent_dim, device=device)
-    return torch.randn(n, latent_dim, generator=generator, device=generator.device).to(device)
+        return torch.randn(n, latent_dim, device=device, dtype=dtype)
+    return torch.randn(n, latent_dim, generator=generator, device=generator.device).to(device, dtype)
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -122,7 +123,8 @@ class GAN(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.generate(latent_codes(n, self.latent_dim, generator, self.generator[0].weight.device))
+        w = self.generator[0].weight
+        return self.generate(latent_codes(n, self.latent_dim, generator, w.device, w.dtype))
 
 
 def _vae(input_shape, num_classes, hidden, latent_dim, activation, **kwargs) -> VAE:

@@ -237,7 +237,7 @@ class GANTask(_FiguresMixin, pl.LightningModule):
         return self.net(z)
 
     def _z(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.net.latent_dim, device=self.device)
+        return torch.randn(n, self.net.latent_dim, device=self.device, dtype=self.dtype)  # bf16-true / 64-true too
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         d_real, d_fake = self.net.discriminate(real), self.net.discriminate(fake)  # (B,) each
