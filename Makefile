@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup data trainer gpu-check run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup data trainer gpu-check postgres run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
@@ -97,7 +97,18 @@ browser:
 		|| echo "warning: could not install chromium; the browser test will be skipped"; \
 	else echo "note: no chromium (install Debian's chromium package); the browser test will be skipped"; fi
 
-test: data browser
+# The PostgreSQL test (tests/test_scale_out.py) starts its own server on 127.0.0.1 with Debian's postgresql
+# (initdb / pg_ctl); installed here where apt-get runs as root, else that test is skipped.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's postgresql for the PostgreSQL tracking-server test"; \
+		{ apt-get install -y -q --no-install-recommends postgresql >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends postgresql >/dev/null; }; } \
+		|| echo "warning: could not install postgresql; the PostgreSQL test will be skipped"; \
+	else echo "note: no PostgreSQL (install Debian's postgresql package); the PostgreSQL test will be skipped"; fi
+
+test: data browser postgres
 	python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: data
@@ -117,7 +128,7 @@ gpu-check: data
 bench-pipeline: setup
 	python benchmarks/pipeline.py
 
-test-all: data browser
+test-all: data browser postgres
 	python -m pytest $(PYTEST_ARGS)
 
 ui: setup

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import mlflow
+import pytest
 from conftest import FAST, PY, free_port
 
 
@@ -119,3 +120,78 @@ def test_optuna_search_shared_by_two_workers_one_parent_and_a_killed_worker_lose
     finished = {int(r.data.tags["dlzoo.trial"]) for r in children if r.info.status == "FINISHED"}
     assert finished == set(complete)
     assert parents[0].data.metrics["best/val/loss"] == min(t.value for t in complete.values())
+
+
+def _postgres_bin() -> "Path | None":
+    import glob
+    import shutil
+    from pathlib import Path
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")]
+    return Path(found[-1]).parent if found[-1] else None
+
+
+@pytest.fixture
+def postgres():
+    """A throw-away PostgreSQL server on 127.0.0.1 (Debian's postgresql: initdb + pg_ctl, trust auth, a temp
+    data folder), as the ``postgres`` user when the tests run as root (PostgreSQL refuses root)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from conftest import free_port
+
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL: install Debian's postgresql (make test does, as root)")
+    pytest.importorskip("psycopg", reason="psycopg, SQLAlchemy's PostgreSQL driver (pip install -e '.[postgres]')")
+    base = Path(tempfile.mkdtemp(prefix="dlzoo-pg-", dir="/tmp"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data, log = base / "data", base / "server.log"
+
+    def pg(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True, text=True)
+
+    pg(str(bindir / "initdb"), "-D", str(data), "-U", "dlzoo", "--auth=trust", "-E", "UTF8")
+    pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", f"-h 127.0.0.1 -p {port} -k {base}", "start")
+    try:
+        yield f"postgresql://dlzoo@127.0.0.1:{port}/postgres"
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_two_trainings_write_to_a_postgresql_backed_mlflow_server_at_once(project, postgres):
+    from conftest import ROOT, start_mlflow
+
+    make = subprocess.run(["make", "-n", "-C", str(ROOT), "mlflow-server", f"MLFLOW_BACKEND={postgres}"],
+                          capture_output=True, text=True)
+    assert f"mlflow server --backend-store-uri {postgres} " in make.stdout  # what `make mlflow-server` starts
+    server, url = start_mlflow("server", ["--backend-store-uri", postgres,
+                                          "--artifacts-destination", str(project / "mlartifacts-server")])
+    try:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        jobs = [subprocess.Popen([PY, "-m", "dlzoo.train", f"experiment={exp}", "trainer.max_epochs=3",
+                                  f"logger.tracking_uri={url}", "logger.flush_every_s=0", f"output_dir=out_{exp}",
+                                  f"hydra.run.dir=out_{exp}/hydra", *FAST],
+                                 cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for exp in ("digits_mlp", "mnist1d_mlp")]
+        outputs = [job.communicate(timeout=600)[0] for job in jobs]
+        assert [job.returncode for job in jobs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+        client = mlflow.MlflowClient(url)
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        assert sorted(r.data.tags["dlzoo.name"] for r in runs) == ["digits_mlp", "mnist1d_mlp"]
+        for run in runs:
+            assert run.info.status == "FINISHED"
+            history = client.get_metric_history(run.info.run_id, "val/acc")
+            assert sorted(m.step for m in history) == sorted({m.step for m in history}) and len(history) == 3
+            assert "test/acc" in run.data.metrics and run.data.params["trainer.max_epochs"] == "3"
+            assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
