@@ -81,7 +81,9 @@ def load_task(source: str | Path, ckpt: str | None = None):
 
         # The logged model is a torch.export program (MLflow 3's default): a graph that cannot switch to
         # train/eval mode, so its weights go into a freshly built network (same names, strictly matched).
-        net.load_state_dict(mlflow.pytorch.load_model(info["model_uri"], map_location="cpu").state_dict())
+        from dlzoo.tracking.model import network_state
+
+        net.load_state_dict(network_state(mlflow.pytorch.load_model(info["model_uri"], map_location="cpu")))
     else:
         ckpt = ckpt or info.get("best_ckpt") or info.get("last_ckpt")
         if not ckpt or not Path(ckpt).exists():
