@@ -18,11 +18,11 @@ from conftest import FAST, PY, free_port, run_cli
 TINY = [*FAST, "trainer.max_epochs=1", "trainer.limit_train_batches=3"]
 
 
-def train(project: Path, *overrides: str) -> tuple[dict, str]:
+def train(project: Path, *overrides: str, experiment: str = "digits_mlp") -> tuple[dict, str]:
     import json
 
     out = project / "runs" / str(len(list((project / "runs").glob("*"))) if (project / "runs").exists() else 0)
-    r = run_cli(["-m", "dlzoo.train", "experiment=digits_mlp", f"output_dir={out}", *TINY, *overrides], project)
+    r = run_cli(["-m", "dlzoo.train", f"experiment={experiment}", f"output_dir={out}", *TINY, *overrides], project)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads((out / "run_info.json").read_text()), r.stdout
 
@@ -111,6 +111,32 @@ def test_raw_input_classifier_matches_the_datamodule_preprocessing(project):
     assert meta["dlzoo.sample_shape"] == [8, 8] and meta["dlzoo.raw_max"] == 16.0
 
 
+def test_raw_input_regressor_matches_the_task_in_target_units(project):
+    """A regressor's logged model standardises raw features per feature and returns target units, as the
+    datamodule and RegressionTask.forward do."""
+    import torch
+
+    from conftest import compose
+    from dlzoo import builders
+    from dlzoo.tracking.model import raw_input_model
+
+    cfg = compose(["experiment=diabetes_mlp"])
+    dm = builders.build_datamodule(cfg)
+    dm.setup()
+    net = builders.build_network(cfg, dm.input_shape, dm.num_classes).eval()
+    task = builders.build_task(cfg, net, dm.num_classes).eval()
+    task.y_mean.fill_(dm.target_stats[0])
+    task.y_std.fill_(dm.target_stats[1])
+    wrapper, example, meta = raw_input_model(net, dm, "regress")
+    raw = np.load(dm.splits_dir / "diabetes" / "x_test.npy")[:16]  # features in their own units
+    with torch.no_grad():
+        expected = task(dm.datasets["test"].tensors[0][:16])
+        got = wrapper(torch.from_numpy(raw.astype(np.float32)))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    assert float(raw.max()) > 10 and meta["dlzoo.task"] == "regress" and meta["dlzoo.sample_shape"] == [10]
+    assert set(wrapper.state_dict()) == {f"net.{k}" for k in net.state_dict()}
+
+
 def serve(model_uri: str, project: Path) -> tuple[subprocess.Popen, str]:
     import requests
 
@@ -165,3 +191,26 @@ def test_registered_model_serves_raw_samples_like_predict(project, tmp_path):
 
     r = run_cli(["-m", "dlzoo.predict", "models:/digits-nope@best", str(tmp_path / "samples.npy")], project)
     assert r.returncode != 0 and "digits-mlp" in r.stderr  # lists the registered models
+
+
+def test_registered_regressor_predicts_in_target_units(project, tmp_path):
+    """A registered regressor takes raw features and answers in the target's units, and `dlzoo.evaluate` of
+    its models:/ URI gives the figures of the run's own evaluation."""
+    import csv
+    import json
+
+    import mlflow
+
+    metrics_file = tmp_path / "metrics.json"
+    train(project, "trainer.max_epochs=3", "trainer.limit_train_batches=null",
+          f"train.metrics={metrics_file}", f"train.eval_dir={tmp_path / 'eval'}", experiment="diabetes_mlp")
+    first = json.loads(metrics_file.read_text())
+    r = run_cli(["-m", "dlzoo.evaluate", "models:/diabetes-mlp@best", "--no-register"], project)
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = json.loads(r.stdout[r.stdout.index("{"):])
+    assert again["test/r2"] == pytest.approx(first["test/r2"], abs=1e-5)
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/diabetes-mlp@best")
+    raw = np.load(project / "artifacts/splits/diabetes/x_test.npy")[:10].astype(np.float32)
+    expected = [float(row["predicted"]) for row in csv.DictReader((tmp_path / "eval/predictions.csv").open())][:10]
+    assert np.asarray(model.predict(raw)).ravel() == pytest.approx(expected, rel=1e-4)
