@@ -73,6 +73,8 @@ def experiment_links(uri: str, base: str = UI_DEFAULT) -> list[str]:
     """``name: URL`` of every dlzoo experiment in the store at ``uri``, for the UI at ``base``."""
     import mlflow
 
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):].split("?")[0]).exists():
+        return []  # no store yet (and none created by looking)
     client = mlflow.MlflowClient(uri)
     found = client.search_experiments(filter_string=f"tags.`{EXPERIMENT_KIND_TAG}` = '{MODEL_TRAINING_KIND}'")
     return [f"{e.name}: {ui_url(e.experiment_id, base)}" for e in sorted(found, key=lambda e: e.name)]
