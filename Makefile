@@ -26,7 +26,7 @@ help:
 	@echo "make bench      benchmarks: throughput vs a raw PyTorch loop, start-up, latency/memory (benchmarks/results/)"
 	@echo "make gpu-check  on a GPU machine: every experiment 1 epoch, DDP, bf16 throughput (benchmarks/results/)"
 	@echo "make bench-pipeline  wall time of a fresh make run and of a no-op dvc repro"
-	@echo "make ui         MLflow UI on http://127.0.0.1:$(UI_PORT)"
+	@echo "make ui         MLflow UI on http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning"
 	@echo "make mlflow-server  a shared MLflow tracking server on http://127.0.0.1:$(SERVER_PORT)"
 	@echo "make data       materialise data/ and check it against data.dvc"
 	@echo "make params     re-compose params.yaml from conf/ (after editing conf/ defaults)"
@@ -132,6 +132,8 @@ test-all: data browser postgres
 	python -m pytest $(PYTEST_ARGS)
 
 ui: setup
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning"
+	@echo "  (an experiment: http://127.0.0.1:$(UI_PORT)/#/experiments/<id>?workflowType=machine_learning; python -m dlzoo.report lists them)"
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 # A shared tracking server on loopback (sqlite backend by default; MLFLOW_BACKEND=postgresql://... for a team).

@@ -223,13 +223,30 @@ def test_browser_shows_the_report_and_the_runs_in_the_mlflow_ui(repo, tmp_path):
     proc, url = start_mlflow("ui", ["--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}"])
     try:
         exp = client.get_experiment_by_name(metrics["digits_mlp"]["experiment"])
-        runs_page = f"{url}/#/experiments/{exp.experiment_id}/runs"
+        assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+        # the experiment page on MLflow's Model-training view: the runs table, each run with its datasets
+        runs_page = f"{url}/#/experiments/{exp.experiment_id}?workflowType=machine_learning"
         dom = chromium(runs_page, "--dump-dom")
-        for m in metrics.values():
-            if m["experiment"] == exp.name:
-                assert client.get_run(m["run_id"]).info.run_name in dom
+        assert "Dataset" in dom
+        runs = [client.get_run(m["run_id"]) for m in metrics.values() if m["experiment"] == exp.name]
+        assert len(runs) == 2
+        for run in runs:
+            assert run.info.run_name in dom
+            train = next(i.dataset for i in run.inputs.dataset_inputs
+                         if any(t.key == "mlflow.data.context" and t.value == "train" for t in i.tags))
+            assert f"{train.name} ({train.digest})" in re.sub(r"<[^>]+>", "", dom)  # Dataset column: name (digest)
         chromium(runs_page, f"--screenshot={tmp_path / 'ui.png'}")
         assert nonblank(tmp_path / "ui.png")
+        # MLflow's compare view of the two runs: both runs' test accuracy (shown to 3 decimals)
+        ids = json.dumps([r.info.run_id for r in runs], separators=(",", ":"))
+        compare = f"{url}/#/compare-runs?runs={ids}&experiments=[\"{exp.experiment_id}\"]"
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", chromium(compare, "--dump-dom")))
+        assert "Comparing 2 Runs" in text
+        metrics_table = text[text.index("test/acc"):]
+        for run in runs:
+            assert run.info.run_name in text and f" {round(run.data.metrics['test/acc'], 3)} " in metrics_table
+        chromium(compare, f"--screenshot={tmp_path / 'compare.png'}")
+        assert nonblank(tmp_path / "compare.png")
     finally:
         proc.terminate()
         proc.wait(timeout=30)

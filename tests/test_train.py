@@ -78,11 +78,12 @@ def test_end_to_end_run_is_recorded_in_mlflow(project):
     plots = {a.path for a in client.list_artifacts(info["run_id"], "plots")}
     assert {"plots/learning_curves.png", "plots/confusion_matrix.png"} <= plots
     assert [a for a in client.list_artifacts(info["run_id"], "checkpoints") if a.path.endswith(".ckpt")]
-    # the model is an MLflow PyTorch model that loads and predicts
+    # the model is an MLflow PyTorch model that loads and predicts: raw 8x8 digits in, class probabilities out
     model = mlflow.pytorch.load_model(f"runs:/{info['run_id']}/model")
     import torch
 
-    assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    probs = model(torch.full((3, 8, 8), 16.0))
+    assert probs.shape == (3, 10) and torch.allclose(probs.sum(1), torch.ones(3))
 
 
 def test_same_seed_same_test_metrics(project):

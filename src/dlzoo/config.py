@@ -39,6 +39,8 @@ PRECISIONS = {"32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true",
 RULES: dict[str, tuple[Check, str]] = {
     "seed": NON_NEG_INT,
     "logger.flush_every_s": NON_NEGATIVE,
+    "logger.system_metrics": (lambda v: isinstance(v, bool), "true or false"),
+    "logger.system_metrics_interval_s": POSITIVE,
     "optimizer.lr": POSITIVE,
     "optimizer.weight_decay": NON_NEGATIVE,
     "optimizer.momentum": UNIT_OPEN,

@@ -81,7 +81,13 @@ def load_task(source: str | Path, ckpt: str | None = None):
 
         # The logged model is a torch.export program (MLflow 3's default): a graph that cannot switch to
         # train/eval mode, so its weights go into a freshly built network (same names, strictly matched).
-        net.load_state_dict(mlflow.pytorch.load_model(info["model_uri"], map_location="cpu").state_dict())
+        from dlzoo.tracking.model import network_state
+
+        loaded = mlflow.pytorch.load_model(info["model_uri"], map_location="cpu")
+        net.load_state_dict(network_state(loaded, info["model_uri"]))
+        if getattr(dm, "target_stats", None) and hasattr(task, "y_mean"):  # a regressor: its target units,
+            task.y_mean.fill_(dm.target_stats[0])  # which fitting set from the training split, as here
+            task.y_std.fill_(dm.target_stats[1])
     else:
         ckpt = ckpt or info.get("best_ckpt") or info.get("last_ckpt")
         if not ckpt or not Path(ckpt).exists():

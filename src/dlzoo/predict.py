@@ -1,9 +1,10 @@
 """Predict labels for new samples with a trained classifier: ``python -m dlzoo.predict MODEL INPUT...``.
 
-MODEL is a training run folder (``artifacts/runs/digits_lenet5``; its best checkpoint) or a registered model
-(``models:/digits-lenet5@best``, ``models:/digits-lenet5/latest``). Inputs are raw samples in the form the
+MODEL is a registered model (``models:/digits-lenet5@best``, ``models:/digits-lenet5/latest``) or a training
+run folder (``artifacts/runs/digits_lenet5``; its best checkpoint). Inputs are raw samples in the form the
 dataset stores them (digits: 8x8 intensities 0..16; MNIST-1D: 40 values), preprocessed exactly as in
-training (scaling, resizing, the training split's standardisation):
+training (scaling, resizing, the training split's standardisation). A registered model carries that
+preprocessing itself (dlzoo.tracking.model): it needs nothing but the MLflow store, no local splits.
 
 - ``.npy``: one sample (the sample shape) or a stack of them (N, *sample shape);
 - ``.csv``: one flattened sample per row (no header);
@@ -64,7 +65,42 @@ def read_inputs(path: Path, sample_shape: tuple[int, ...], raw_max: float, raw_d
     return x.astype(raw_dtype, copy=False)
 
 
+def _rows(path: Path, probs: np.ndarray) -> list[dict]:
+    return [{"input": str(path), "index": i, "label": int(p.argmax()),
+             **{f"p_{c}": round(float(v), 6) for c, v in enumerate(p)}} for i, p in enumerate(probs)]
+
+
+def load_registered(uri: str):
+    """(pyfunc model, its MLmodel metadata) of a registered classifier logged with its preprocessing
+    (dlzoo.tracking.model); (None, metadata) for any other registered model."""
+    import mlflow
+
+    from dlzoo.tracking.mlflow_utils import tracking_uri
+    from dlzoo.tracking.registry import resolve
+
+    store = tracking_uri()
+    mlflow.set_tracking_uri(store)
+    resolve(mlflow.MlflowClient(store), uri)  # a missing name or version lists the registered models
+    meta = mlflow.models.get_model_info(uri).metadata or {}
+    if meta.get("dlzoo.task") != "classify" or "dlzoo.sample_shape" not in meta:
+        return None, meta
+    return mlflow.pyfunc.load_model(uri), meta
+
+
 def predict(source: str, inputs: list[Path]) -> list[dict]:
+    model, meta = load_registered(source) if source.startswith("models:/") else (None, {})
+    if model is not None:  # raw samples in, probabilities out: the model does the preprocessing
+        shape, raw_max = tuple(meta["dlzoo.sample_shape"]), float(meta["dlzoo.raw_max"])
+        dtype = np.dtype(meta["dlzoo.raw_dtype"])
+        return [row for path in inputs
+                for row in _rows(path, np.asarray(model.predict(read_inputs(path, shape, raw_max, dtype)
+                                                                .astype(np.float32))))]
+    return _predict_local(source, inputs)
+
+
+def _predict_local(source: str, inputs: list[Path]) -> list[dict]:
+    """A training run folder (or a registered model logged without its preprocessing): the network and the
+    datamodule's preprocessing, with the splits' statistics."""
     import torch
 
     from dlzoo.evaluate import load_task
@@ -79,10 +115,7 @@ def predict(source: str, inputs: list[Path]) -> list[dict]:
     for path in inputs:
         x = dm.prepare_inputs(read_inputs(path, sample_shape, raw_max, train_x.dtype))
         with torch.no_grad():
-            probs = torch.softmax(task(x), dim=1).numpy()  # (N, C)
-        for i, p in enumerate(probs):
-            rows.append({"input": str(path), "index": i, "label": int(p.argmax()),
-                         **{f"p_{c}": round(float(v), 6) for c, v in enumerate(p)}})
+            rows += _rows(path, torch.softmax(task(x), dim=1).numpy())  # (N, C)
     return rows
 
 

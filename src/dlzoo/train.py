@@ -76,7 +76,6 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
     from lightning.pytorch.utilities import rank_zero_only
 
     from dlzoo import builders
-    from dlzoo.config import flatten
     from dlzoo.tracking import mlflow_utils as mu
     from dlzoo.tracking.logger import BufferedMLFlowLogger
     from dlzoo.training.history import EpochHistory
@@ -108,11 +107,12 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
         tags["mlflow.parentRunId"] = parent_run_id
     job = mu.JobRun(uri, rank0)
     job.start(cfg.logger.experiment_name, mu.run_name(cfg), tags,
-              reuse_run_id=previous.get("run_id") if previous.get("tracking_uri") == uri else None)
+              reuse_run_id=previous.get("run_id") if previous.get("tracking_uri") == uri else None,
+              system_metrics_s=cfg.logger.system_metrics_interval_s if cfg.logger.get("system_metrics") else None)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     info = {"run_id": job.run_id, "tracking_uri": uri, "experiment": cfg.logger.experiment_name,
             "run_name": job.run_name, "output_dir": str(output_dir), "num_params": n_params,
-            "flops": n_flops}
+            "flops": n_flops, "ui_url": job.ui_url() if rank0 else None}
     if rank0:
         run_file.write_text(json.dumps({"run_id": job.run_id, "tracking_uri": uri}))
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
@@ -121,7 +121,11 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
     error: BaseException | None = None
     try:
         if not previous:
-            job.log_params({k: str(v)[:6000] for k, v in flatten(resolved).items()})
+            job.log_params(mu.job_params(resolved))
+            if rank0:
+                from dlzoo.tracking.datasets import log_split_inputs
+
+                log_split_inputs(dm.splits_dir / dm.name, cfg.data.name, mu.data_version())
         job.log_metrics({"model/num_params": n_params, "model/flops": n_flops})
         job.log_artifact(str(output_dir / "config.yaml"))
         # metrics are buffered and written every logger.flush_every_s seconds (dlzoo.tracking.logger), and
@@ -231,7 +235,7 @@ def _log_run_artifacts(cfg, task, trainer, history, output_dir: Path, info: dict
     if info.get("best_ckpt"):
         mlflow.log_artifact(info["best_ckpt"], "checkpoints")
     if cfg.train.log_model and not cfg.trainer.get("fast_dev_run"):
-        import mlflow.pytorch
+        from dlzoo.tracking.model import log_model
 
         best = info.get("best_ckpt")
         if best:
@@ -239,8 +243,9 @@ def _log_run_artifacts(cfg, task, trainer, history, output_dir: Path, info: dict
         net = task.net.cpu().eval()
         example = (net.example_input(2) if hasattr(net, "example_input")  # a generator takes latent codes
                    else trainer.datamodule.datasets["val"].tensors[0][:2]).numpy()
-        logged = mlflow.pytorch.log_model(net, name="model", input_example=example,
-                                          pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        # a classifier takes raw samples: its preprocessing is logged with it (dlzoo.tracking.model)
+        logged = log_model(net, trainer.datamodule, cfg.task, example,
+                           pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
         info["model_uri"] = logged.model_uri  # registered by the test evaluation (dlzoo.evaluate, dlzoo.tracking.registry)
 
 
@@ -287,7 +292,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     if info["run_id"] is None:  # a DDP rank other than 0: rank 0 reports
         return test.get(key)
     print(f"run {info['run_name']} ({info['run_id']}) {info['status']}"
-          + (f": {key}={test[key]:.4f}" if key in test else ""))
+          + (f": {key}={test[key]:.4f}" if key in test else "") + f"\n  MLflow UI: {info['ui_url']}")
     return test.get(key)  # Hydra sweepers read the return value
 
 

@@ -24,6 +24,7 @@ class RegressionDataModule(ArrayDataModule):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.target_stats: tuple[float, float] = (0.0, 1.0)
+        self.feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # per-feature (mean, std), (F,) each
 
     def _load(self, split: str) -> TensorDataset:
         folder = self.splits_dir / self.name
@@ -39,5 +40,6 @@ class RegressionDataModule(ArrayDataModule):
         self.target_stats = (float(y.mean()), float(y.std()))
         if self.standardize:
             mean, std = x.mean(0), x.std(0).clamp_min(1e-8)  # (F,)
+            self.feature_stats = (mean, std)
             for ds in self.datasets.values():
                 ds.tensors = ((ds.tensors[0] - mean) / std, ds.tensors[1])

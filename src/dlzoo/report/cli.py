@@ -18,7 +18,8 @@ from pathlib import Path
 from dlzoo.paths import project_root
 from dlzoo.report.leaderboard import by_dataset, console_table, load_rows, markdown, score_key
 
-UI_HINT = "make ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000)"
+UI_HINT = ("make ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000), "
+           "then open")
 TITLE = "dlzoo report"
 
 
@@ -112,6 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\nLeaderboard (test split):")
     print(console_table(groups))
     print(f"\nMLflow UI: {UI_HINT}")
+    from dlzoo.tracking import mlflow_utils as mu
+
+    for link in mu.experiment_links(mu.tracking_uri(args.tracking_uri)) or [mu.ui_url()]:
+        print(f"  {link}")
 
 
 if __name__ == "__main__":

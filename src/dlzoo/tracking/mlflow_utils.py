@@ -22,6 +22,15 @@ from dlzoo.paths import project_root
 # failing with "database is locked" (sqlite's default busy timeout is 5 s).
 SQLITE_BUSY_TIMEOUT_S = 60
 
+# The experiment tag that the MLflow UI (3.x) reads to choose between its "GenAI" and "Model training" views,
+# and its value for model training (the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT; the Python package has
+# no constant for it). Every experiment dlzoo creates carries it.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+# The UI's URL parameter for the same switch: an experiment page opens on the runs table with it.
+UI_WORKFLOW_PARAM = "workflowType=machine_learning"
+UI_DEFAULT = "http://127.0.0.1:5000"  # `make ui`
+
 
 def tracking_uri(configured: str | None = None) -> str:
     if configured:
@@ -54,16 +63,37 @@ def artifact_root() -> str:
     return (project_root() / "mlartifacts").as_uri()
 
 
+def ui_url(experiment_id: str | None = None, base: str = UI_DEFAULT) -> str:
+    """The MLflow UI page of an experiment (or the experiment list), on its Model-training view."""
+    page = f"experiments/{experiment_id}" if experiment_id is not None else "experiments"
+    return f"{base.rstrip('/')}/#/{page}?{UI_WORKFLOW_PARAM}"
+
+
+def experiment_links(uri: str, base: str = UI_DEFAULT) -> list[str]:
+    """``name: URL`` of every dlzoo experiment in the store at ``uri``, for the UI at ``base``."""
+    import mlflow
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):].split("?")[0]).exists():
+        return []  # no store yet (and none created by looking)
+    client = mlflow.MlflowClient(uri)
+    found = client.search_experiments(filter_string=f"tags.`{EXPERIMENT_KIND_TAG}` = '{MODEL_TRAINING_KIND}'")
+    return [f"{e.name}: {ui_url(e.experiment_id, base)}" for e in sorted(found, key=lambda e: e.name)]
+
+
 def get_or_create_experiment(client, name: str) -> str:
+    """The id of experiment ``name``, created (tagged as model training) if it does not exist yet."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND_TAG) is None:  # made by an older dlzoo or by hand
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
         return exp.experiment_id
     location = None
     uri = client._tracking_client.tracking_uri
     if uri.startswith("sqlite:") or uri.startswith("postgresql") or uri.startswith("mysql"):
         location = f"{artifact_root()}/{name}"
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
     except Exception:  # created meanwhile by a parallel job
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -105,6 +135,19 @@ def provenance_tags(overrides: list[str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if v != ""}
 
 
+# Keys of the root config that describe the DVC pipeline (its experiment lists), not the job a run trains
+NOT_JOB_KEYS = ("pipeline",)
+MAX_PARAM_CHARS = 6000  # MLflow's limit for one param value
+
+
+def job_params(resolved: dict) -> dict[str, str]:
+    """The composed job config as flat MLflow params (``optimizer.lr`` ...), without the pipeline's lists."""
+    from dlzoo.config import flatten
+
+    job = {k: v for k, v in resolved.items() if k not in NOT_JOB_KEYS}
+    return {k: str(v)[:MAX_PARAM_CHARS] for k, v in flatten(job).items()}
+
+
 def run_name(cfg: Any) -> str:
     if cfg.logger.get("run_name"):
         return str(cfg.logger.run_name)
@@ -131,21 +174,33 @@ class JobRun:
 
     def __init__(self, uri: str, rank0: bool) -> None:
         self.uri, self.rank0, self.run_id, self.run_name = uri, rank0, None, None
+        self.experiment_id: str | None = None
 
     def start(self, experiment_name: str, run_name: str, tags: dict[str, str],
-              reuse_run_id: str | None = None) -> None:
+              reuse_run_id: str | None = None, system_metrics_s: float | None = None) -> None:
+        """``system_metrics_s``: sample MLflow's system metrics (system/*) every so many seconds; None leaves
+        it to MLflow (off unless $MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING is true)."""
         if not self.rank0:
             return
         import mlflow
 
         mlflow.set_tracking_uri(self.uri)
+        if system_metrics_s:
+            mlflow.set_system_metrics_sampling_interval(system_metrics_s)
+            mlflow.set_system_metrics_samples_before_logging(1)  # log each sample: no averaging over samples
+        on = True if system_metrics_s else None
         if reuse_run_id:
-            active = mlflow.start_run(run_id=reuse_run_id)
+            active = mlflow.start_run(run_id=reuse_run_id, log_system_metrics=on)
             mlflow.set_tags({k: v for k, v in tags.items() if k != "mlflow.parentRunId"})
         else:
             exp_id = get_or_create_experiment(mlflow.MlflowClient(self.uri), experiment_name)
-            active = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags)
+            active = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags, log_system_metrics=on)
         self.run_id, self.run_name = active.info.run_id, active.info.run_name
+        self.experiment_id = active.info.experiment_id
+
+    def ui_url(self) -> str:
+        """The run's experiment in the MLflow UI: this tracking server, or `make ui` for a local store."""
+        return ui_url(self.experiment_id, self.uri if self.uri.startswith(("http://", "https://")) else UI_DEFAULT)
 
     def __getattr__(self, name: str):
         """log_params / log_metric / log_artifact / set_tag ... of ``mlflow``, on rank 0 only."""
