@@ -27,7 +27,7 @@ help:
 	@echo "make ui         MLflow UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "make mlflow-server  a shared MLflow tracking server on http://127.0.0.1:$(SERVER_PORT)"
 	@echo "make data       materialise data/ and check it against data.dvc"
-	@echo "make params     re-compose params.yaml from conf/ (after editing conf/ defaults)"
+	@echo "make params     rewrite params.yaml (DVC params: pipeline lists, prepare, per-experiment overrides) from conf/"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -110,7 +110,7 @@ mlflow-server: setup
 		--host 127.0.0.1 --port $(SERVER_PORT)
 
 params: setup
-	python -m dlzoo.configure --out params.yaml
+	python -m dlzoo.configure --out params.yaml --params
 
 clean:
 	rm -rf artifacts metrics reports outputs multirun
