@@ -68,6 +68,7 @@ claims: data
 	dvc repro claims/dvc.yaml
 	dvc repro --single-item --force report
 	@python -m dlzoo.claims --summary
+	@git status --porcelain claims/dvc.lock | grep -q . && echo "claims/dvc.lock changed: commit it (and dvc push) like dvc.lock, see docs/dvc.md" || true
 
 # The browser test (tests/test_pipeline.py) looks at the report and the MLflow UI through headless Chromium,
 # Debian's `chromium` package; installed here where apt-get runs as root, else that one test is skipped.

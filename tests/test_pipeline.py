@@ -258,7 +258,7 @@ def test_conf_edit_reruns_only_what_it_affects(repo):
     assert "Running stage 'train_main'" not in r.stdout
 
 
-def test_dvc_exp_run_with_hydra_override(repo):
+def test_dvc_exp_run_sets_an_override_of_main(repo):
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "cnn dropout 0.2", "--allow-empty"], repo)
     sh(["dvc", "exp", "run", "-S", "+overrides.main.model=mlp", "-n", "mlp-main"], repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
