@@ -245,7 +245,7 @@ def test_params_overrides_become_hydra_overrides(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     params = params_file()
     params["overrides"]["digits_mlp"] = {"optimizer": {"_option_": "sgd", "lr": 0.05}, "model": "logreg",
-                                         "name": "it's mine", "data": {"batch_size": 32}}
+                                         "name": "it's mine", "data": {"batch_size": 32}, "scheduler": {}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.setattr("dlzoo.configure.project_root", lambda: tmp_path)
     main(["--out", str(tmp_path / "c.yaml"), "--job", "--from-params", "digits_mlp", "experiment=digits_mlp"])

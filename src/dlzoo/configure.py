@@ -58,7 +58,7 @@ def _hydra_value(v) -> str:
 
 def _flatten(d: dict, prefix: str = ""):
     for k, v in d.items():
-        if isinstance(v, dict) and v:
+        if isinstance(v, dict):  # an empty section (all its overrides removed) overrides nothing
             yield from _flatten(v, f"{prefix}{k}.")
         else:
             yield f"{prefix}{k}", v
