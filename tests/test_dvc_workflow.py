@@ -132,6 +132,11 @@ def test_colleague_clone_pulls_models_and_report_without_training(repo, tmp_path
     assert "Running stage" not in r.stdout
     assert not (clone / "mlflow.db").exists()  # nothing was trained or evaluated there
     assert sh(["git", "status", "--porcelain"], clone).stdout == ""  # dvc.lock and scores/ unchanged
+    # a registered version (a GTO git tag) of a model artifact of dvc.yaml, fetched from the remote by name
+    sh([*GIT, "tag", "-a", "digits_mlp@v1.0.0", "-m", "Registering artifact digits_mlp version 1.0.0"], repo)
+    sh(["dvc", "artifacts", "get", str(repo), "digits_mlp", "-o", str(tmp_path / "got")], tmp_path)
+    assert (tmp_path / "got/checkpoints/last.ckpt").read_bytes() == (
+        repo / "artifacts/runs/digits_mlp/checkpoints/last.ckpt").read_bytes()
 
 
 def test_set_param_on_a_pipeline_experiment_reruns_only_its_stages(repo):
