@@ -286,3 +286,6 @@ def test_scores_keep_a_handful_of_numbers():
     compared = {"comparison": "opt", "title": "t", "variants": {"sgd": {"val/acc": 0.5, "val/loss": 1.0, "seconds": 3.0},
                                                                 "ae": {"val/loss": 0.4, "val/kl": float("nan")}}}
     assert key_figures(compared) == {"sgd/val/acc": 0.5, "ae/val/loss": 0.4}
+    gan = {"name": "ring_wgan", "task": "gan", "test/modes": 8.0, "test/hq": 0.9, "epochs": 5}
+    assert key_figures(gan) == {"test/modes": 8.0, "test/hq": 0.9}
+    assert key_figures({"name": "x", "test/loss": 0.5, "test/recon": 0.2}) == {"test/loss": 0.5}

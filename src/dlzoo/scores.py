@@ -16,11 +16,13 @@ import math
 import sys
 from pathlib import Path
 
-# The headline figure(s) of a result, in this order: classification accuracy, regression R^2, detection mAP,
-# clustering accuracy of a generative model's latent space, sample quality (accuracy, Frechet distance).
-KEY_FIGURES = ("test/acc", "test/r2", "test/map", "test/kmeans_acc", "samples/acc", "samples/fd")
-# what a result without a test figure (a comparison's variant) is scored by
-FALLBACK = ("val/acc", "val/r2", "val/loss")
+# The headline figure(s) of a result: classification accuracy, regression R^2, detection mAP, clustering
+# accuracy of a VAE's latent space, a GAN's modes covered and share of high-quality samples, the sample quality
+# of a generative run (accuracy for the requested label, Frechet distance).
+KEY_FIGURES = ("test/acc", "test/r2", "test/map", "test/kmeans_acc", "test/modes", "test/hq", "samples/acc",
+               "samples/fd")
+# what a result without any of those (a comparison's variant) is scored by: the first one it has
+FALLBACK = ("val/acc", "val/r2", "val/loss", "test/loss")
 # nested results whose name adds nothing to a column name (a comparison's `variants`) or that repeat another
 # stage's figure (compression's `source`, the trained run that train@ already scores)
 FLATTEN, SKIP = ("variants",), ("source",)
