@@ -29,7 +29,7 @@ help:
 	@echo "make ui         MLflow UI on http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning"
 	@echo "make mlflow-server  a shared MLflow tracking server on http://127.0.0.1:$(SERVER_PORT)"
 	@echo "make data       materialise data/ and check it against data.dvc"
-	@echo "make params     re-compose params.yaml from conf/ (after editing conf/ defaults)"
+	@echo "make params     rewrite params.yaml (DVC params: pipeline lists, prepare, per-experiment overrides) from conf/"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,7 @@ claims: data
 	dvc repro claims/dvc.yaml
 	dvc repro --single-item --force report
 	@python -m dlzoo.claims --summary
+	@git status --porcelain claims/dvc.lock | grep -q . && echo "claims/dvc.lock changed: commit it (and dvc push) like dvc.lock, see docs/dvc.md" || true
 
 # The browser test (tests/test_pipeline.py) looks at the report and the MLflow UI through headless Chromium,
 # Debian's `chromium` package; installed here where apt-get runs as root, else that one test is skipped.
@@ -145,7 +146,7 @@ mlflow-server: setup
 		--host 127.0.0.1 --port $(SERVER_PORT)
 
 params: setup
-	python -m dlzoo.configure --out params.yaml
+	python -m dlzoo.configure --out params.yaml --params
 
 clean:
 	rm -rf artifacts metrics reports outputs multirun

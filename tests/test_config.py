@@ -82,10 +82,16 @@ def test_several_regularizers_compose_together():
 
 
 def test_params_yaml_is_the_composed_default():
-    """params.yaml is what DVC's Hydra integration would write for `dvc exp run` with no -S (`make params`)."""
-    composed = OmegaConf.to_container(compose([]))
+    """params.yaml is what `make params` writes from conf/: the pipeline's lists, `prepare`, and an empty
+    `overrides` section for every experiment (`dvc exp run -S` fills them in experiments, not on main)."""
+    from dlzoo.configure import params_file
+
+    composed = compose([])
     committed = OmegaConf.to_container(OmegaConf.load(ROOT / "params.yaml"))
-    assert committed == composed, "params.yaml is stale: run `make params`"
+    assert committed == params_file(), "params.yaml is stale: run `make params`"
+    assert committed["pipeline"] == OmegaConf.to_container(composed.pipeline)
+    assert set(committed["overrides"]) == {"main", *composed.pipeline.experiments, *composed.pipeline.extra_experiments}
+    assert not any(committed["overrides"].values())
 
 
 def test_an_experiments_job_config_does_not_change_when_the_matrix_does(tmp_path):

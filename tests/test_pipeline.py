@@ -48,9 +48,10 @@ def _shrink(proj: Path) -> None:
         f.write_text(re.sub(r"max_epochs: \d+", "max_epochs: 2", f.read_text()))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    proj = tmp_path_factory.mktemp("pipeline")
+def git_project(proj: Path, shrink) -> Path:
+    """A git repository at ``proj``: a copy of the project, cut down by ``shrink(proj)``, its params.yaml
+    rewritten from the cut-down conf/, committed, with data/ checked against data.dvc (and so in the cache)."""
+    proj.mkdir(parents=True, exist_ok=True)
     for rel in COPY:
         src = ROOT / rel
         if src.is_dir():
@@ -59,14 +60,19 @@ def repo(tmp_path_factory) -> Path:
             (proj / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, proj / rel)
     shutil.copytree(ROOT / "data", proj / "data")
-    _shrink(proj)
+    shrink(proj)
     py = sys.executable
-    sh([py, "-m", "dlzoo.configure", "--out", "params.yaml"], proj)
-    sh(["git", "init", "-q"], proj)
+    sh([py, "-m", "dlzoo.configure", "--out", "params.yaml", "--params"], proj)
+    sh(["git", "init", "-q", "-b", "main"], proj)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], proj)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], proj)
     sh([py, "-m", "dlzoo.data.check"], proj)  # data/ matches data.dvc and is now in the cache
     return proj
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return git_project(tmp_path_factory.mktemp("pipeline"), _shrink)
 
 
 def test_repro_trains_evaluates_and_reports(repo):
@@ -76,10 +82,11 @@ def test_repro_trains_evaluates_and_reports(repo):
     assert set(metrics) == {"digits_mlp", "mnist1d_cnn1d", "main"}
     for m in metrics.values():
         assert 0.1 < m["test/acc"] <= 1.0 and m["epochs"] == 2  # epochs trained
-    # dvc metrics show lists every experiment
+    # dvc metrics show lists every experiment's key figures (scores/, numbers only)
     shown = json.loads(sh(["dvc", "metrics", "show", "--json"], repo).stdout)
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/digits_mlp.json", "metrics/mnist1d_cnn1d.json", "metrics/main.json"} <= set(files)
+    assert {"scores/digits_mlp.json", "scores/mnist1d_cnn1d.json", "scores/main.json"} <= set(files)
+    assert files["scores/digits_mlp.json"]["data"] == {"test/acc": pytest.approx(metrics["digits_mlp"]["test/acc"])}
     # the MLflow runs hold the test metrics the metrics files report
     import mlflow
 
@@ -268,11 +275,11 @@ def test_conf_edit_reruns_only_what_it_affects(repo):
     assert "Running stage 'train_main'" not in r.stdout
 
 
-def test_dvc_exp_run_with_hydra_override(repo):
+def test_dvc_exp_run_sets_an_override_of_main(repo):
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "cnn dropout 0.2", "--allow-empty"], repo)
-    sh(["dvc", "exp", "run", "-S", "model=mlp", "-n", "mlp-main"], repo)
+    sh(["dvc", "exp", "run", "-S", "+overrides.main.model=mlp", "-n", "mlp-main"], repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert params["model"]["name"] == "mlp"  # DVC re-composed params.yaml from conf/
+    assert params["overrides"]["main"] == {"model": "mlp"}  # configure_main composes conf/ with it
     main = json.loads((repo / "metrics/main.json").read_text())
     assert main["model"] == "mlp"
     shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo).stdout)
@@ -282,7 +289,8 @@ def test_dvc_exp_run_with_hydra_override(repo):
 
 def test_extra_suite_trains_every_extra_experiment_from_the_root():
     """extra/dvc.yaml (`make run-extra`): one configure and one train stage per pipeline.extra_experiments,
-    run from the project root, with metrics in metrics-extra/ (which the report reads beside metrics/)."""
+    run from the project root, with results in metrics-extra/ (which the report reads beside metrics/) and
+    key figures in scores/extra/."""
     from dlzoo.report.leaderboard import EXTRA_DIR
 
     extra = yaml.safe_load((ROOT / "conf/config.yaml").read_text())["pipeline"]["extra_experiments"]
@@ -291,6 +299,7 @@ def test_extra_suite_trains_every_extra_experiment_from_the_root():
         assert f"train_extra@{name}" in listed and f"configure_extra@{name}" in listed
     stages = yaml.safe_load((ROOT / "extra/dvc.yaml").read_text())["stages"]
     assert stages["train_extra"]["do"]["wdir"] == ".."
-    assert f"{EXTRA_DIR}/${{item}}.json" in str(stages["train_extra"]["do"]["metrics"])
+    assert f"{EXTRA_DIR}/${{item}}.json" in stages["train_extra"]["do"]["outs"]
+    assert "scores/extra/${item}.json" in str(stages["train_extra"]["do"]["metrics"])
     default = set(yaml.safe_load((ROOT / "conf/config.yaml").read_text())["pipeline"]["experiments"])
     assert not default & set(extra), "an experiment in both suites would have two stages writing its run"

@@ -20,6 +20,18 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
+def store_root() -> Path:
+    """The folder of the project's MLflow store (``mlflow.db``, ``mlartifacts/``): the project root, except in a
+    DVC experiment that runs in a temporary workspace (``dvc exp run --queue`` / ``--temp``, under
+    ``<repo>/.dvc/tmp/exps/``): there DVC's ``DVC_ROOT`` names the repository the experiment belongs to, so its
+    runs land in that repository's store and outlive the workspace."""
+    root = project_root()
+    dvc_root = os.environ.get("DVC_ROOT")
+    if dvc_root and root.is_relative_to(Path(dvc_root).resolve() / ".dvc"):
+        return Path(dvc_root).resolve()
+    return root
+
+
 def report_json(result: dict, path: Path | None) -> None:
     """Print a command's result as JSON and, when ``path`` is given (a DVC ``metrics:`` file), write it there."""
     import json

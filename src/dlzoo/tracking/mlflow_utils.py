@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dlzoo.paths import project_root
+from dlzoo.paths import project_root, store_root
 
 
 # Parallel jobs (joblib launcher, DDP) share one sqlite file: wait up to 60 s for its write lock instead of
@@ -38,7 +38,7 @@ def tracking_uri(configured: str | None = None) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    return f"sqlite:///{project_root() / 'mlflow.db'}?timeout={SQLITE_BUSY_TIMEOUT_S}"
+    return f"sqlite:///{store_root() / 'mlflow.db'}?timeout={SQLITE_BUSY_TIMEOUT_S}"
 
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
@@ -60,7 +60,7 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
 
 
 def artifact_root() -> str:
-    return (project_root() / "mlartifacts").as_uri()
+    return (store_root() / "mlartifacts").as_uri()
 
 
 def ui_url(experiment_id: str | None = None, base: str = UI_DEFAULT) -> str:
@@ -121,13 +121,21 @@ def data_version() -> str | None:
     return hashlib.md5(f.read_bytes()).hexdigest()
 
 
+# Files DVC itself rewrites while a pipeline runs (lock files, the committed metrics of scores/): a change there
+# does not make the code or config differ from the commit, so `git.dirty` leaves them out.
+DVC_WRITTEN = (":(exclude,glob)**/dvc.lock", ":(exclude)scores")
+
+
 def provenance_tags(overrides: list[str]) -> dict[str, str]:
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *DVC_WRITTEN)
     tags = {
         "git.commit": commit or "unknown",
         "git.dirty": "unknown" if status is None else str(bool(status)).lower(),
         "data.dvc.md5": data_version() or "unknown",
+        # set by DVC in `dvc exp run` (workspace, --queue, --temp): the experiment this run belongs to
+        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        "dvc.exp_baseline": os.environ.get("DVC_EXP_BASELINE_REV", ""),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "mlflow.source.git.commit": commit or "",
         "mlflow.note.content": "Hydra overrides: " + (" ".join(overrides) if overrides else "(none: defaults)"),
