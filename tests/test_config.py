@@ -25,6 +25,7 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
               ("callbacks", "regress"): REGRESS, ("hparams_search", "diabetes_mlp"): ["experiment=diabetes_mlp"],
               ("hparams_search", "digits_mlp"): ["experiment=digits_mlp"],
               ("regularizer", "spatial_dropout"): ["data=mnist1d", "model=cnn1d"],
+              ("regularizer", "variational_dropout"): ["data=mnist1d", "model=gru"],
               **{("loss", o): REGRESS for o in ("mse", "mae", "huber", "smooth_l1")},
               # no trainer here to count the steps of the run
               **{("scheduler", o): ["scheduler.total_steps=100"] for o in ("onecycle", "warmup_cosine", "warmup_linear")},
