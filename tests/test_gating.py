@@ -114,3 +114,16 @@ def test_gate_recipe_is_recorded_under_its_source(project):
     assert 0 <= row["gate/channels_skipped"] <= 1 and row["gate/flops"] > 0
     with pytest.raises(ConfigError, match=r"keep=1.5 must be in \(0, 1\]"):
         compress(project / "artifacts" / "runs" / "src", ["gate_channels"], project / "c2", ["keep=1.5"])
+
+
+def test_report_puts_gating_beside_static_structured_pruning():
+    from dlzoo.report.sections.compression import gating
+
+    rows = [{"method": "gate", "recipe": "gate_channels", "source": "mnist1d_cnn1d", "test/acc": 0.9, "test/acc_delta": -0.02,
+             "gate/channels_skipped": 0.45, "gate/flops_skipped": 0.38, "params/total": 60000},
+            {"method": "prune", "recipe": "prune_structured", "source": "mnist1d_cnn1d", "test/acc": 0.88,
+             "params/total": 30000}]
+    text = " ".join(gating(rows))
+    assert "45% of the channels and 38% of the FLOPs skipped per input" in text and "acc 0.9000 (-0.0200)" in text
+    assert "static structured pruning of the same source: acc 0.8800 with 30,000 parameters" in text
+    assert gating(rows[1:]) == []
