@@ -97,3 +97,10 @@ def test_tilted_vae_trains_and_logs_latent_use(project):
     for key in ("val/active_units", "val/z_norm_mean", "val/z_norm_std", "val/kl", "test/active_units"):
         assert key in metrics, (key, sorted(metrics), result)
     assert 0 <= metrics["val/active_units"] <= 8 and metrics["val/z_norm_mean"] > 0
+    # sample quality with the pipeline's classifier-based scores: samples drawn from the tilted prior
+    from dlzoo.sample_quality import sample_quality
+
+    clf = ["experiment=digits_mlp", "trainer.max_epochs=1", "train.log_model=false", "train.test=false", *FAST]
+    run(compose(clf), project / "runs" / "clf", clf)
+    quality = sample_quality(out, project / "runs" / "clf", project / "samples", per_label=20)
+    assert quality["samples/count"] == 200 and quality["samples/fd"] > 0 and "samples/acc" not in quality
