@@ -34,7 +34,7 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
                  for e in ("digits_alexnet", "digits_vgg16", "mnist1d_cnn1d", "mnist1d_cnn1d_teacher",
                            "mnist1d_shuffled_cnn1d", "seq2seq_transformer")},
               **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")},
-              **{("model", m): ["experiment=digits_vae", f"model={m}"] for m in ("ae", "vae", "cvae")},
+              **{("model", m): ["experiment=digits_vae", f"model={m}"] for m in ("ae", "vae", "cvae", "tvae")},
               ("model", "gan_mlp"): ["experiment=ring_gan"], ("data", "ring8"): ["experiment=ring_gan"]}
 DETECT = ["data=digits_detect", "task=detect", "callbacks.model_checkpoint.monitor=val/map"]
 COMPATIBLE.update({("data", "digits_detect"): [*DETECT, "model=yolo"], ("model", "yolo"): DETECT,

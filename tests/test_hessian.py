@@ -58,10 +58,11 @@ def test_probe_logs_the_spectrum_of_a_convex_model_to_mlflow(project):
     from dlzoo.train import run
 
     probe = "+callbacks.hessian._target_=dlzoo.training.probes.HessianSpectrum"
-    base = ["experiment=mnist1d_logreg", "trainer.max_epochs=1", "train.log_model=false", "train.test=false",
+    base = ["experiment=mnist1d_logreg", "trainer.max_epochs=3", "train.log_model=false", "train.test=false",
             probe, "+callbacks.hessian.max_samples=256", *FAST]
     run(compose([*base, "+callbacks.hessian.exact_max_params=500"]), project / "runs" / "exact", base)
-    run(compose([*base, "+callbacks.hessian.steps=40"]), project / "runs" / "lanczos", base)
+    run(compose([*base, "+callbacks.hessian.steps=40", "+callbacks.hessian.every_n_epochs=2"]),
+        project / "runs" / "lanczos", base)
     runs = mlflow.search_runs(experiment_names=[compose(base).logger.experiment_name], output_format="list",
                               order_by=["attributes.start_time ASC"])
     exact, lanczos_run = (r.data.metrics for r in runs)
@@ -69,3 +70,6 @@ def test_probe_logs_the_spectrum_of_a_convex_model_to_mlflow(project):
     assert exact["hessian/neg_fraction_final"] == 0.0 and exact["hessian/min_final"] > -1e-4 * exact["hessian/max_final"]
     assert lanczos_run["hessian/max_final"] == pytest.approx(exact["hessian/max_final"], rel=1e-3)
     assert lanczos_run["hessian/neg_fraction_final"] < 0.01
+    history = (project / "runs" / "lanczos" / "history.csv").read_text().splitlines()
+    column = history[0].split(",").index("hessian/max")
+    assert [bool(row.split(",")[column]) for row in history[1:]] == [False, True, False]  # on its cadence only

@@ -118,6 +118,10 @@ class HessianSpectrum(pl.Callback):
     def _dataset(self, trainer: pl.Trainer):
         return trainer.datamodule.datasets["train"]
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for key in [k for k in trainer.callback_metrics if k.startswith("hessian/")]:
+            del trainer.callback_metrics[key]  # measured on some epochs only: not carried into the next rows
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.every and (trainer.current_epoch + 1) % self.every == 0:
             pl_module.log_dict(self.measure(pl_module, self._dataset(trainer)), on_epoch=True)
