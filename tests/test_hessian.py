@@ -49,6 +49,12 @@ def test_lanczos_ritz_weights_sum_to_one_and_stop_on_an_invariant_subspace():
 def test_probe_arguments_are_checked():
     with pytest.raises(ConfigError, match=r"callbacks.hessian.steps=1: must be an integer >= 2"):
         HessianSpectrum(steps=1)
+    from dlzoo.models import get_model
+    from dlzoo.tasks.generative import AutoencodeTask
+
+    task = AutoencodeTask(get_model("vae", input_shape=(1, 8, 8), num_classes=10), optimizer=torch.optim.Adam)
+    with pytest.raises(ConfigError, match="HessianSpectrum measures classification tasks, not AutoencodeTask"):
+        HessianSpectrum().measure(task, torch.utils.data.TensorDataset(torch.rand(4, 1, 8, 8), torch.zeros(4).long()))
 
 
 def test_probe_logs_the_spectrum_of_a_convex_model_to_mlflow(project):

@@ -98,9 +98,10 @@ class HessianSpectrum(pl.Callback):
         self.kwargs = dict(steps=steps, probes=probes, exact_max_params=exact_max_params, seed=seed)
 
     def measure(self, pl_module: pl.LightningModule, dataset) -> dict[str, float]:
+        from dlzoo.tasks.classify import ClassificationTask
         from dlzoo.training.hessian import hessian_spectrum
 
-        if not hasattr(pl_module, "loss_fn"):
+        if not isinstance(pl_module, ClassificationTask):
             from dlzoo.errors import ConfigError
 
             raise ConfigError(f"HessianSpectrum measures classification tasks, not {type(pl_module).__name__}")
