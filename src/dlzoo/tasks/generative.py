@@ -1,11 +1,12 @@
 """Generative tasks (lectures 8-9): ``autoencode`` (AE, VAE, β-VAE, CVAE) and ``gan`` (GAN, WGAN).
 
 autoencode: loss = reconstruction + β·KL(q(z|x) || prior) per sample (prior N(0, I), or the tilted prior of
-a Tilted VAE), both terms logged apart (``*/recon``, ``*/kl``); latent-space use on val / test
-(``*/active_units``, ``*/z_norm_mean``, ``*/z_norm_std``: see ``latent_use``); ``*/elbo`` = -(recon + KL), the evidence lower bound with β = 1 whatever β was
-trained with. Pixels are read as Bernoulli probabilities (``recon="bce"``: the ELBO is in nats) or with a
-fixed-variance Gaussian (``recon="mse"``: the sum of squared errors). ``test/mse`` is the per-pixel squared
-error of the mean reconstruction. The plain autoencoder has no KL term (logged as 0).
+a Tilted VAE), both terms logged apart (``*/recon``, ``*/kl``); ``*/elbo`` = -(recon + KL), the evidence
+lower bound with β = 1 whatever β was trained with; latent-space use on val / test (``*/active_units``,
+``*/z_norm_mean``, ``*/z_norm_std``: see ``latent_use``). Pixels are read as Bernoulli probabilities
+(``recon="bce"``: the ELBO is in nats) or with a fixed-variance Gaussian (``recon="mse"``: the sum of squared
+errors). ``test/mse`` is the per-pixel squared error of the mean reconstruction. The plain autoencoder has
+no KL term (logged as 0).
 
 gan: Lightning manual optimisation, one optimizer for the discriminator / critic and one for the generator.
 ``objective="nonsaturating"``: D minimises BCE(D(x), 1) + BCE(D(G(z)), 0), G minimises -log D(G(z))
@@ -90,6 +91,7 @@ class AutoencodeTask(_FiguresMixin, pl.LightningModule):
             raise ConfigError(f"autoencode.recon={recon!r} is unknown; choose one of: bce, mse")
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self._means: list[torch.Tensor] = []  # encoder means of the current val / test epoch
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         return self.net.autoencode(x, y if self.net.conditional else None)
@@ -123,12 +125,12 @@ class AutoencodeTask(_FiguresMixin, pl.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._means: list[torch.Tensor] = []
+        self._means = []
 
     on_test_epoch_start = on_validation_epoch_start
 
     def _log_latent_use(self, stage: str) -> None:
-        if getattr(self, "_means", None):
+        if self._means:
             self.log_dict({f"{stage}/{k}": v for k, v in latent_use(torch.cat(self._means)).items()})
         self._means = []
 
