@@ -27,16 +27,15 @@ def _inputs_seen_by_each_layer(net: nn.Module, x: torch.Tensor) -> list[torch.Te
 def test_locked_mask_is_constant_over_time_and_differs_between_samples(cell):
     torch.manual_seed(0)
     net = get_model(cell, input_shape=(16, 12), num_classes=3, hidden=16, num_layers=2, variational_dropout=0.5).train()
-    seen = _inputs_seen_by_each_layer(net, torch.ones(8, 16, 12))  # every feature 1 at every step
-    assert len(seen) == 2  # the input of both layers goes through the locked dropout
-    dropped = seen[0] == 0  # (B, T, F)
+    seen = _inputs_seen_by_each_layer(net, torch.ones(8, 16, 12))
+    assert torch.equal(seen[0], torch.ones(8, 12, 16))  # the raw input is not dropped
+    out = net.rnn.layers[0](seen[0])[0].detach()  # what the first layer hands on, (B, T, H)
+    dropped = seen[1] == 0  # (B, T, F): the second layer's input, the first layer's outputs after the mask
     assert dropped.any() and not dropped.all()
     assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # one mask per sequence, every step
     assert len({tuple(row.tolist()) for row in dropped[:, 0]}) > 1  # masks differ between sequences
-    kept = seen[0][~dropped]
-    assert torch.allclose(kept, torch.full_like(kept, 2.0))  # kept units scaled by 1 / (1 - p)
-    layer2 = seen[1] == 0  # the second layer's input: the first layer's outputs, also locked
-    assert torch.equal(layer2, layer2[:, :1].expand_as(layer2)) and layer2.any()
+    kept = ~dropped
+    assert torch.allclose(seen[1][kept], 2.0 * out[kept])  # kept units scaled by 1 / (1 - p)
 
 
 def test_locked_outputs_for_readout_all_and_eval_mode_is_deterministic():

@@ -5,8 +5,10 @@ C*p features of non-overlapping windows (fewer steps: faster, and gradients cros
 (both directions' final states for a bidirectional net), as in the lecture's many-to-one RNN.
 
 ``variational_dropout`` p > 0 is variational (locked) dropout (Gal & Ghahramani 2016; the "locked dropout" of
-Merity et al. 2018): one dropout mask per sequence, the same at every time step, on the input of every
-recurrent layer and on the recurrent outputs the head reads. Standard dropout would draw a new mask per step.
+Merity et al. 2018): one dropout mask per sequence, the same at every time step, on the outputs of every
+recurrent layer (between stacked layers and what the head reads): the places where ``dropout`` puts standard
+dropout, which draws a new mask per step. The raw input is not dropped: with the few features per step of a
+signal (1-2 for MNIST-1D) a locked mask would blank whole sequences.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ class LockedDropout(nn.Dropout1d):
 
 
 class StackedRNN(nn.Module):
-    """``num_layers`` one-layer recurrent modules with locked dropout on each layer's input: the call and
-    return signature of a multi-layer ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (batch_first)."""
+    """``num_layers`` one-layer recurrent modules with locked dropout between them: the call and return
+    signature of a multi-layer ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (batch_first)."""
 
     def __init__(self, cell: type[nn.RNNBase], n_in: int, hidden: int, num_layers: int, bidirectional: bool,
                  p: float, **kwargs):
@@ -43,8 +45,8 @@ class StackedRNN(nn.Module):
 
     def forward(self, x: torch.Tensor):
         finals = []
-        for layer in self.layers:
-            x, h = layer(self.drop(x))
+        for i, layer in enumerate(self.layers):
+            x, h = layer(self.drop(x) if i else x)
             finals.append(h)
         if isinstance(finals[0], tuple):  # LSTM: (h, c), each (layers * dirs, B, H)
             return x, tuple(torch.cat([f[i] for f in finals]) for i in range(2))
