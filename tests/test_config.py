@@ -25,6 +25,7 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
               ("callbacks", "regress"): REGRESS, ("hparams_search", "diabetes_mlp"): ["experiment=diabetes_mlp"],
               ("hparams_search", "digits_mlp"): ["experiment=digits_mlp"],
               ("regularizer", "spatial_dropout"): ["data=mnist1d", "model=cnn1d"],
+              ("regularizer", "variational_dropout"): ["data=mnist1d", "model=gru"],
               **{("loss", o): REGRESS for o in ("mse", "mae", "huber", "smooth_l1")},
               # no trainer here to count the steps of the run
               **{("scheduler", o): ["scheduler.total_steps=100"] for o in ("onecycle", "warmup_cosine", "warmup_linear")},
@@ -33,7 +34,7 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
                  for e in ("digits_alexnet", "digits_vgg16", "mnist1d_cnn1d", "mnist1d_cnn1d_teacher",
                            "mnist1d_shuffled_cnn1d", "seq2seq_transformer")},
               **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")},
-              **{("model", m): ["experiment=digits_vae", f"model={m}"] for m in ("ae", "vae", "cvae")},
+              **{("model", m): ["experiment=digits_vae", f"model={m}"] for m in ("ae", "vae", "cvae", "tvae")},
               ("model", "gan_mlp"): ["experiment=ring_gan"], ("data", "ring8"): ["experiment=ring_gan"]}
 DETECT = ["data=digits_detect", "task=detect", "callbacks.model_checkpoint.monitor=val/map"]
 COMPATIBLE.update({("data", "digits_detect"): [*DETECT, "model=yolo"], ("model", "yolo"): DETECT,

@@ -184,6 +184,9 @@ def test_report_section_shows_the_generative_results(tmp_path):
 
     rows = [{"name": "digits_cvae", "task": "autoencode", "model": "cvae", "dataset": "digits", "run_id": "r1",
              "test/recon": 20.1, "test/kl": 5.2, "test/elbo": -25.3, "test/mse": 0.02, "test/kmeans_nmi": 0.5},
+            {"name": "digits_tvae", "task": "autoencode", "model": "tvae", "dataset": "digits", "run_id": "r3",
+             "test/recon": 21.0, "test/kl": 4.4, "test/active_units": 8.0, "test/z_norm_mean": 3.78,
+             "test/z_norm_std": 0.69},
             {"name": "ring_wgan", "task": "gan", "model": "gan_mlp", "dataset": "ring8", "run_id": "r2",
              "test/modes": 8.0, "test/hq": 0.61},
             {"comparison": "beta_vae", "title": "β sweep", "parent_run_id": "p",
@@ -191,4 +194,5 @@ def test_report_section_shows_the_generative_results(tmp_path):
     text = generative(rows, tmp_path)
     assert "| digits_cvae | cvae | 20.10 | 5.20 | -25.30 |" in text and "| ring_wgan | 8/8 | 0.610 |" in text
     assert "| beta_4 | 2.50 | 24.00 |" in text and (tmp_path / "beta_vae.png").exists()
+    assert "| digits_tvae | tvae | 8 | 3.78 ± 0.69 |" in text  # latent use, for the runs that measured it
     assert by_dataset(rows) == {}  # not leaderboard rows: no accuracy to rank them by

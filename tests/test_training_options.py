@@ -257,7 +257,8 @@ TRAIN_OPTIONS = (
     + [("loss", o) for o in _options("loss")]
 )
 REGRESS = ["experiment=diabetes_mlp"]
-NEEDS = {("regularizer", "spatial_dropout"): ["data=mnist1d", "model=cnn1d"], **{("loss", o): REGRESS for o in ("mse", "mae", "huber", "smooth_l1")}}
+NEEDS = {("regularizer", "spatial_dropout"): ["data=mnist1d", "model=cnn1d"],
+         ("regularizer", "variational_dropout"): ["data=mnist1d", "model=lstm", "model.num_layers=2"], **{("loss", o): REGRESS for o in ("mse", "mae", "huber", "smooth_l1")}}
 
 
 @pytest.mark.parametrize("group,option", TRAIN_OPTIONS)

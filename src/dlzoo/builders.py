@@ -19,7 +19,7 @@ INPUT_KEYS = ("name", "image_size", "aux_weight")
 POST_KEYS = ("init",)
 # Regularizer keys that are model options: they override the model config's value (a model without the
 # option refuses it, naming it).
-MODEL_REGULARIZERS = ("dropout", "dropconnect", "spatial_dropout", "batchnorm", "layernorm")
+MODEL_REGULARIZERS = ("dropout", "dropconnect", "spatial_dropout", "batchnorm", "layernorm", "variational_dropout")
 
 
 def model_kwargs(cfg: DictConfig) -> dict[str, Any]:

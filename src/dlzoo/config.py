@@ -56,6 +56,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "regularizer.l2_penalty": NON_NEGATIVE,
     "regularizer.dropconnect": UNIT_OPEN,
     "regularizer.spatial_dropout": UNIT_OPEN,
+    "regularizer.variational_dropout": UNIT_OPEN,
     "trainer.gradient_clip_algorithm": (lambda v: v in (None, "norm", "value"), "null, 'norm' or 'value'"),
     "scheduler.warmup_steps": NON_NEG_INT,
     "loss.delta": POSITIVE,

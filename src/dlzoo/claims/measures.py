@@ -18,18 +18,15 @@ def top_hessian_eigenvalue(loss_fn, params: list, batches: list, iters: int = 30
     """
     import torch
 
+    from dlzoo.training.hessian import hessian_vector_product
+
     gen = torch.Generator().manual_seed(seed)
     v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
     norm = torch.sqrt(sum((x * x).sum() for x in v))
     v = [x / norm for x in v]
     eig = 0.0
     for _ in range(iters):
-        hv = [torch.zeros_like(p) for p in params]
-        for batch in batches:
-            grads = torch.autograd.grad(loss_fn(batch), params, create_graph=True)
-            dot = sum((g * x).sum() for g, x in zip(grads, v))
-            for acc, h in zip(hv, torch.autograd.grad(dot, params)):
-                acc += h / len(batches)
+        hv = hessian_vector_product(loss_fn, params, batches, v)
         new = float(sum((h * x).sum() for h, x in zip(hv, v)))  # Rayleigh quotient vᵀHv (‖v‖ = 1)
         norm = torch.sqrt(sum((h * h).sum() for h in hv))
         v = [h / norm for h in hv]

@@ -33,6 +33,7 @@ class Result:
     history: list[dict] = field(default_factory=list)  # per-step figures (iterative pruning)
     run_id: str | None = None
     role: str | None = None  # distillation: "distilled" or "scratch"
+    metrics: dict = field(default_factory=dict)  # method-specific figures (channel gating: gate/*)
 
 
 def recipe_names() -> list[str]:
@@ -120,7 +121,23 @@ def _distill(src: Source, recipe: DictConfig, out_dir: Path) -> list[Result]:
     return results
 
 
-METHODS = {"prune": _prune, "quantize": _quantize, "distill": _distill}
+def _gate(src: Source, recipe: DictConfig, out_dir: Path) -> list[Result]:
+    import copy
+
+    from dlzoo.compress import gate as G
+
+    keep, weight = float(recipe.keep), float(recipe.weight)
+    if not 0 < keep <= 1 or weight < 0:
+        raise ConfigError(f"compress keep={keep} must be in (0, 1] and weight={weight} >= 0")
+    net = G.gate_network(copy.deepcopy(src.net))
+    label_smoothing = float((src.cfg.get("regularizer") or {}).get("label_smoothing") or 0.0)
+    net = finetune(src, net, int(recipe.finetune.epochs), float(recipe.finetune.lr),
+                   G.BudgetLoss(net, keep, weight, label_smoothing))
+    figures = G.gating_figures(net, src.net, src.dm.datasets["test"].tensors[0], int(recipe.flops_inputs))
+    return [Result(net, metrics=figures)]
+
+
+METHODS = {"prune": _prune, "quantize": _quantize, "distill": _distill, "gate": _gate}
 
 
 def _log_table(rows: list[dict], path: Path) -> Path:
@@ -148,6 +165,7 @@ def _record(src: Source, recipe: DictConfig, res: Result, figures: dict, base: d
         **{k: v for k, v in figures.items() if k.startswith("latency/")},
         **{f"speedup/{k.split('/')[1].removesuffix('_us')}": base[k] / v
            for k, v in figures.items() if k.startswith("latency/")},
+        **res.metrics,
     }
     tags = {"mlflow.parentRunId": src.run_id, "dlzoo.source_run_id": src.run_id, "dlzoo.source": src.name,
             "dlzoo.compress.recipe": recipe.name, "dlzoo.compress.method": recipe.method}

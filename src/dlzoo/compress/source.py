@@ -55,9 +55,10 @@ def load_source(run_dir: str | Path) -> Source:
     return Source(run_dir, info, cfg, dm, net.eval())
 
 
-def finetune(src: Source, net: nn.Module, epochs: int, lr: float) -> nn.Module:
+def finetune(src: Source, net: nn.Module, epochs: int, lr: float, loss_fn: nn.Module | None = None) -> nn.Module:
     """Train ``net`` (in place) for ``epochs`` on the source's data with its task, optimizer type and
-    regularizers at learning rate ``lr``, without a scheduler; returns it in eval mode."""
+    regularizers at learning rate ``lr``, without a scheduler (and with ``loss_fn`` instead of the task's
+    loss if given); returns it in eval mode."""
     import lightning.pytorch as pl
 
     from dlzoo import builders
@@ -71,6 +72,8 @@ def finetune(src: Source, net: nn.Module, epochs: int, lr: float) -> nn.Module:
     cfg.scheduler = None
     pl.seed_everything(cfg.seed, verbose=False)
     task = builders.build_task(cfg, net, src.dm.num_classes)
+    if loss_fn is not None:
+        task.loss_fn = loss_fn
     # on one device of the run's accelerator; Lightning hands the network back on the CPU, where the
     # quantized kernels (and the latency measurements) run
     trainer = single_device_trainer(cfg.trainer, max_epochs=epochs, deterministic=cfg.trainer.get("deterministic", False))

@@ -31,18 +31,26 @@ class VAE(nn.Module):
     ``variational=False`` is the plain autoencoder (the encoder gives z directly, ``logvar`` is None);
     ``conditional=True`` is the CVAE (Sohn et al. 2015): the one-hot label is concatenated to the flattened
     input of the encoder and to z at the decoder. The decoder returns logits of the pixel means (the task
-    reads them as Bernoulli logits, or applies a sigmoid for the mean image).
+    reads them as Bernoulli logits, or applies a sigmoid for the mean image). ``tau`` > 0 is the Tilted VAE:
+    the prior is ``dlzoo.models.tilted.TiltedPrior`` (density on a shell of radius ≈ τ) instead of N(0, I);
+    ``unit_variance`` fixes q(z|x) = N(mu(x), I) as in Floto et al. (the codes must then move onto the shell
+    rather than reach it by widening q).
     """
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, hidden: list[int], latent_dim: int,
-                 act: type[nn.Module] = nn.ReLU, variational: bool = True, conditional: bool = False):
+                 act: type[nn.Module] = nn.ReLU, variational: bool = True, conditional: bool = False,
+                 tau: float = 0.0, unit_variance: bool = False):
         super().__init__()
+        from dlzoo.models.tilted import TiltedPrior
+
+        self.prior = TiltedPrior(tau, latent_dim) if tau else None  # None: N(0, I)
         self.input_shape, self.num_classes, self.latent_dim = tuple(input_shape), num_classes, latent_dim
         self.variational, self.conditional = variational, conditional
         n_in, n_y = flat_features(input_shape), num_classes if conditional else 0
         self.encoder = mlp_stack([n_in + n_y, *hidden], act, last_act=True)
         self.to_mu = nn.Linear(hidden[-1], latent_dim)
-        self.to_logvar = nn.Linear(hidden[-1], latent_dim) if variational else None
+        self.to_logvar = nn.Linear(hidden[-1], latent_dim) if variational and not unit_variance else None
+        self.unit_variance = variational and unit_variance
         self.decoder = mlp_stack([latent_dim + n_y, *reversed(hidden), n_in], act)
 
     def _with_label(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -55,7 +63,10 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.encoder(self._with_label(x.flatten(1), y))  # (B, hidden[-1])
-        return self.to_mu(h), (self.to_logvar(h) if self.variational else None)  # (B, latent) each
+        mu = self.to_mu(h)
+        if self.unit_variance:
+            return mu, torch.zeros_like(mu)  # log 1
+        return mu, (self.to_logvar(h) if self.variational else None)  # (B, latent) each
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(self._with_label(z, y)).view(len(z), *self.input_shape)  # (B, *input_shape) logits
@@ -73,8 +84,10 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean images (pixel probabilities) of decoder(z), z ~ N(0, I): (n, *input_shape)."""
-        z = latent_codes(n, self.latent_dim, generator, self.to_mu.weight.device, self.to_mu.weight.dtype)
+        """Mean images (pixel probabilities) of decoder(z), z ~ the prior (N(0, I) or the tilted one): (n, *input_shape)."""
+        w = self.to_mu.weight
+        z = (self.prior.sample(n, generator, w.device).to(w.dtype) if self.prior is not None
+             else latent_codes(n, self.latent_dim, generator, w.device, w.dtype))
         return torch.sigmoid(self.decode(z, y))
 
 
@@ -139,6 +152,17 @@ def ae(input_shape, num_classes, hidden=(256, 128), latent_dim=8, activation: Ac
 @register_model()
 def vae(input_shape, num_classes, hidden=(256, 128), latent_dim=8, activation: ActSpec = "relu") -> VAE:
     return _vae(input_shape, num_classes, hidden, latent_dim, activation)
+
+
+@register_model()
+def tvae(input_shape, num_classes, hidden=(256, 128), latent_dim=8, activation: ActSpec = "relu",
+         tau: float = 4.0, unit_variance: bool = True) -> VAE:
+    """Tilted VAE (Floto et al. 2023): the VAE with the prior exp(τ‖z‖) N(0, I) / Z_τ."""
+    if not (isinstance(tau, (int, float)) and tau > 0):
+        from dlzoo.errors import ConfigError
+
+        raise ConfigError(f"model.tau={tau!r}: must be a number > 0 (τ = 0 is the plain VAE: model=vae)")
+    return _vae(input_shape, num_classes, hidden, latent_dim, activation, tau=float(tau), unit_variance=unit_variance)
 
 
 @register_model()

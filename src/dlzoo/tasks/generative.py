@@ -1,10 +1,12 @@
 """Generative tasks (lectures 8-9): ``autoencode`` (AE, VAE, β-VAE, CVAE) and ``gan`` (GAN, WGAN).
 
-autoencode: loss = reconstruction + β·KL(q(z|x) || N(0, I)) per sample, both terms logged apart
-(``*/recon``, ``*/kl``); ``*/elbo`` = -(recon + KL), the evidence lower bound with β = 1 whatever β was
-trained with. Pixels are read as Bernoulli probabilities (``recon="bce"``: the ELBO is in nats) or with a
-fixed-variance Gaussian (``recon="mse"``: the sum of squared errors). ``test/mse`` is the per-pixel squared
-error of the mean reconstruction. The plain autoencoder has no KL term (logged as 0).
+autoencode: loss = reconstruction + β·KL(q(z|x) || prior) per sample (prior N(0, I), or the tilted prior of
+a Tilted VAE), both terms logged apart (``*/recon``, ``*/kl``); ``*/elbo`` = -(recon + KL), the evidence
+lower bound with β = 1 whatever β was trained with; latent-space use on val / test (``*/active_units``,
+``*/z_norm_mean``, ``*/z_norm_std``: see ``latent_use``). Pixels are read as Bernoulli probabilities
+(``recon="bce"``: the ELBO is in nats) or with a fixed-variance Gaussian (``recon="mse"``: the sum of squared
+errors). ``test/mse`` is the per-pixel squared error of the mean reconstruction. The plain autoencoder has
+no KL term (logged as 0).
 
 gan: Lightning manual optimisation, one optimizer for the discriminator / critic and one for the generator.
 ``objective="nonsaturating"``: D minimises BCE(D(x), 1) + BCE(D(G(z)), 0), G minimises -log D(G(z))
@@ -37,6 +39,16 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     """KL(N(mu, diag exp(logvar)) || N(0, I)) per sample, closed form:
     0.5 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2). (B, latent) -> (B,)."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+
+
+def latent_use(means: torch.Tensor, threshold: float = 0.01) -> dict[str, float]:
+    """How much of the latent space the encoder uses, from its means mu(x) over a split, (N, latent):
+    ``active_units``: latent dimensions whose mean varies with the input, Cov_x(mu_j(x)) > ``threshold``
+    (Burda et al. 2016, §5.2; the others collapsed to the prior); ``z_norm_mean`` / ``z_norm_std``: the mean
+    and spread of ‖mu(x)‖, to set against the prior's shell (≈ √latent for N(0, I), ≈ τ tilted)."""
+    norms = means.norm(dim=1)
+    return {"active_units": float((means.var(0) > threshold).sum()), "z_norm_mean": float(norms.mean()),
+            "z_norm_std": float(norms.std()) if len(norms) > 1 else 0.0}
 
 
 def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
@@ -79,6 +91,7 @@ class AutoencodeTask(_FiguresMixin, pl.LightningModule):
             raise ConfigError(f"autoencode.recon={recon!r} is unknown; choose one of: bce, mse")
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self._means: list[torch.Tensor] = []  # encoder means of the current val / test epoch
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         return self.net.autoencode(x, y if self.net.conditional else None)
@@ -91,7 +104,9 @@ class AutoencodeTask(_FiguresMixin, pl.LightningModule):
         else:
             recon = (torch.sigmoid(logits) - x).pow(2).flatten(1).sum(1)
         kl = kl_to_standard_normal(mu, logvar) if logvar is not None else torch.zeros_like(recon)
-        return {"recon": recon, "kl": kl, "logits": logits}
+        if getattr(self.net, "prior", None) is not None:  # Tilted VAE: KL to the tilted prior
+            kl = self.net.prior.kl(mu, logvar, kl)
+        return {"recon": recon, "kl": kl, "logits": logits, "mu": mu}
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch  # (B, 1, H, W) in [0, 1], (B,)
@@ -105,7 +120,26 @@ class AutoencodeTask(_FiguresMixin, pl.LightningModule):
             self.log(f"{stage}/elbo", -(recon + kl), on_epoch=True, sync_dist=True)
         if stage == "test":
             self.log("test/mse", (torch.sigmoid(t["logits"]) - x).pow(2).mean(), on_epoch=True, sync_dist=True)
+        if stage != "train":
+            self._means.append(t["mu"].detach())
         return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._means = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _log_latent_use(self, stage: str) -> None:
+        if self._means:
+            self.log_dict({f"{stage}/{k}": v for k, v in latent_use(torch.cat(self._means)).items()})
+        self._means = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_latent_use("val")
+        super().on_validation_epoch_end()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_latent_use("test")
 
     def training_step(self, batch, batch_idx):
         return penalised(self, self._step(batch, "train"), self.net, self.hparams.l1, self.hparams.l2_penalty)

@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
-PROBE_PREFIXES = ("grad/", "update/")  # epoch figures of dlzoo.training.probes, kept when those callbacks run
+PROBE_PREFIXES = ("grad/", "update/", "hessian/")  # epoch figures of dlzoo.training.probes, kept when those callbacks run
 TIME_KEY = "time/train_epoch_s"  # wall time of the epoch's training batches (data, steps, logging; not validation)
 
 

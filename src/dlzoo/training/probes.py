@@ -75,3 +75,62 @@ class UpdateNorms(pl.Callback):
         moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(self._params, self._start)))
         pl_module.log_dict({"update/norm": float(moved),
                             "update/effective_lr": float(self._steps / self._grads.clamp_min(1e-30))}, on_epoch=True)
+
+
+class HessianSpectrum(pl.Callback):
+    """The Hessian of the training loss at the end of training (and every ``every_n_epochs`` epochs if > 0):
+    ``hessian/max``, ``hessian/min`` (extreme eigenvalues) and ``hessian/neg_fraction`` (share of negative
+    eigenvalues: > 0 means a saddle point, not a minimum), see ``dlzoo.training.hessian.hessian_spectrum``.
+    Measured in eval mode on the first ``max_samples`` training samples; classification tasks. Add it with
+    ``+callbacks.hessian._target_=dlzoo.training.probes.HessianSpectrum`` (its arguments as
+    ``+callbacks.hessian.steps=40``)."""
+
+    def __init__(self, every_n_epochs: int = 0, max_samples: int = 512, batch_size: int = 256, steps: int = 30,
+                 probes: int = 3, exact_max_params: int = 0, seed: int = 0):
+        from dlzoo.errors import ConfigError
+
+        for key, value, low in (("every_n_epochs", every_n_epochs, 0), ("max_samples", max_samples, 1),
+                                ("batch_size", batch_size, 1), ("steps", steps, 2), ("probes", probes, 1),
+                                ("exact_max_params", exact_max_params, 0)):
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"callbacks.hessian.{key}={value!r}: must be an integer >= {low}")
+        self.every, self.max_samples, self.batch_size = every_n_epochs, max_samples, batch_size
+        self.kwargs = dict(steps=steps, probes=probes, exact_max_params=exact_max_params, seed=seed)
+
+    def measure(self, pl_module: pl.LightningModule, dataset) -> dict[str, float]:
+        from dlzoo.tasks.classify import ClassificationTask
+        from dlzoo.training.hessian import hessian_spectrum
+
+        if not isinstance(pl_module, ClassificationTask):
+            from dlzoo.errors import ConfigError
+
+            raise ConfigError(f"HessianSpectrum measures classification tasks, not {type(pl_module).__name__}")
+        n = min(self.max_samples, len(dataset))
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=self.batch_size)
+        batches = [[t.to(pl_module.device) for t in b] for b in loader]
+        was = pl_module.training
+        pl_module.eval()
+        params = [p for p in pl_module.parameters() if p.requires_grad]
+        with torch.enable_grad(), torch.inference_mode(False):
+            out = hessian_spectrum(lambda b: pl_module._step(b)[0], params, batches, **self.kwargs)
+        pl_module.train(was)
+        return {f"hessian/{k}": v for k, v in out.items()}
+
+    def _dataset(self, trainer: pl.Trainer):
+        return trainer.datamodule.datasets["train"]
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for key in [k for k in trainer.callback_metrics if k.startswith("hessian/")]:
+            del trainer.callback_metrics[key]  # measured on some epochs only: not carried into the next rows
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every and (trainer.current_epoch + 1) % self.every == 0:
+            pl_module.log_dict(self.measure(pl_module, self._dataset(trainer)), on_epoch=True)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        metrics = {f"{k}_final": v for k, v in self.measure(pl_module, self._dataset(trainer)).items()}
+        for logger in trainer.loggers:  # self.log is closed in on_train_end: straight to the loggers
+            logger.log_metrics(metrics, step=trainer.global_step)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})

@@ -16,8 +16,12 @@ COLUMNS = (("name", "compressed model"), ("test/acc", "acc"), ("test/acc_delta",
 
 
 def load_compress_rows(folder: Path | None = None) -> list[dict]:
-    folder = folder or project_root() / "metrics" / "compress"
-    return [row for f in sorted(folder.glob("*.json")) for row in json.loads(f.read_text()).values()]
+    """The compression results of ``folder`` (default: the default pipeline's), and by default also the extra
+    suite's (``metrics-extra/compress``, their source rows left out: the default pipeline has them)."""
+    if folder is not None:
+        return [row for f in sorted(folder.glob("*.json")) for row in json.loads(f.read_text()).values()]
+    extra = [r for r in load_compress_rows(project_root() / "metrics-extra" / "compress") if r["method"] != "none"]
+    return load_compress_rows(project_root() / "metrics" / "compress") + extra
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -118,6 +122,20 @@ def distill_gaps(crows: list[dict]) -> list[str]:
     return lines
 
 
+def gating(crows: list[dict]) -> list[str]:
+    """Dynamic pruning (channel gating) next to static structured pruning of the same source."""
+    lines = []
+    for r in (r for r in crows if r["method"] == "gate"):
+        static = [s for s in crows if s["source"] == r["source"] and s["recipe"] == "prune_structured"]
+        beside = (f"; static structured pruning of the same source: acc {static[0]['test/acc']:.4f} with "
+                  f"{static[0]['params/total']:,} parameters for every input" if static else "")
+        lines += ["", f"Dynamic pruning by channel gating on {r['source']}: acc {r['test/acc']:.4f} "
+                      f"({r['test/acc_delta']:+.4f}), **{r['gate/channels_skipped']:.0%} of the channels and "
+                      f"{r['gate/flops_skipped']:.0%} of the FLOPs skipped per input** (counted on the computation "
+                      f"actually run){beside}."]
+    return lines
+
+
 def section(rows: list[dict], out_dir: Path) -> str | None:
     crows = load_compress_rows()
     if not crows:
@@ -133,5 +151,6 @@ def section(rows: list[dict], out_dir: Path) -> str | None:
         lines.append("| " + " | ".join(_fmt(k, r.get(k)) for k, _ in COLUMNS) + " |")
     lines += int8_speed(crows)
     lines += distill_gaps(crows)
+    lines += gating(crows)
     lines += ["", "![accuracy vs size](compress_size.png)", "", "![accuracy vs latency](compress_latency.png)", ""]
     return "\n".join(lines)
