@@ -13,10 +13,13 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dlzoo.data.synthetic import BOS, EOS, PAD
+from dlzoo.models.attention import AdditiveScore, DotScore
 from dlzoo.models.registry import register_model
 from dlzoo.models.transformer import positions
 
 Enc = tuple[torch.Tensor, ...]
+# the LSTM decoder's attention scores besides Luong's "general" h^T W s: module(hidden) -> score(dec, memory)
+LSTM_SCORES = {"general": None, "dot": lambda hidden: DotScore(), "additive": lambda hidden: AdditiveScore(hidden, hidden, hidden)}
 
 
 class TransformerSeq2Seq(nn.Module):
@@ -60,16 +63,23 @@ class LSTMSeq2Seq(nn.Module):
     """Bidirectional LSTM encoder (packed, so padding never enters the recurrence), LSTM decoder started
     from the encoder's final states, and Luong's global "general" attention: score(h_t, s) = h_t^T W s,
     output = W_o tanh(W_c [h_t; c_t]). Departure from Luong et al.: no input feeding (the attentional
-    vector is not fed back to the next decoder step), which lets teacher forcing run in one LSTM call."""
+    vector is not fed back to the next decoder step), which lets teacher forcing run in one LSTM call.
+    ``attention`` picks the score: "general" (above), "dot" (h_t^T s) or "additive" (Bahdanau's v^T tanh(W h_t + U s))."""
 
-    def __init__(self, vocab: int, embed_dim: int = 64, hidden: int = 128, num_layers: int = 1, dropout: float = 0.1):
+    def __init__(self, vocab: int, embed_dim: int = 64, hidden: int = 128, num_layers: int = 1, dropout: float = 0.1,
+                 attention: str = "general"):
         super().__init__()
+        if attention not in LSTM_SCORES:
+            from dlzoo.errors import ConfigError
+
+            raise ConfigError(f"model.attention={attention!r}: choose one of {list(LSTM_SCORES)}")
+        self.attention = attention
         self.embed = nn.Embedding(vocab, embed_dim, padding_idx=PAD)
         self.encoder = nn.LSTM(embed_dim, hidden // 2, num_layers, batch_first=True, bidirectional=True,
                                dropout=dropout if num_layers > 1 else 0.0)
         self.decoder = nn.LSTM(embed_dim, hidden, num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0)
-        self.attn = nn.Linear(hidden, hidden, bias=False)
+        self.attn = nn.Linear(hidden, hidden, bias=False) if attention == "general" else LSTM_SCORES[attention](hidden)
         self.combine = nn.Linear(2 * hidden, hidden)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, vocab)
@@ -87,7 +97,10 @@ class LSTMSeq2Seq(nn.Module):
         memory, src_pad, h, c = enc
         state = (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous())  # (layers, B, H)
         dec, _ = self.decoder(self.drop(self.embed(tgt_in)), state)  # (B, T, H)
-        scores = dec @ self.attn(memory).transpose(1, 2)  # (B, T, S)
+        if self.attention == "general":
+            scores = dec @ self.attn(memory).transpose(1, 2)  # (B, T, S)
+        else:
+            scores = self.attn(dec, memory)  # (B, T, S)
         weights = scores.masked_fill(src_pad[:, None, :], float("-inf")).softmax(-1)
         context = weights @ memory  # (B, T, H)
         return self.out(self.drop(torch.tanh(self.combine(torch.cat([dec, context], -1)))))  # (B, T, V)
@@ -165,6 +178,7 @@ def transformer_seq2seq(input_shape, num_classes, d_model=64, nhead=4, num_layer
 
 
 @register_model()
-def lstm_seq2seq(input_shape, num_classes, embed_dim=64, hidden=128, num_layers=1, dropout=0.1) -> LSTMSeq2Seq:
+def lstm_seq2seq(input_shape, num_classes, embed_dim=64, hidden=128, num_layers=1, dropout=0.1,
+                 attention="general") -> LSTMSeq2Seq:
     _check(input_shape)
-    return LSTMSeq2Seq(num_classes, embed_dim, hidden, num_layers, dropout)
+    return LSTMSeq2Seq(num_classes, embed_dim, hidden, num_layers, dropout, attention)
