@@ -65,14 +65,16 @@ class NATransformerSeq2Seq(TransformerSeq2Seq):
     Its inputs are the source embeddings copied uniformly onto the output positions (target position j reads
     source token floor(j * S / N) for S source tokens and N output positions), plus positions.
     Departure from the paper: one length classifier instead of per-token fertilities (the lecture's "a
-    classifier decides the output length"). ``encode`` also returns the source ids (for the copy);
-    ``decode_all`` replaces ``decode``; decoding is ``nat_decode``."""
+    classifier decides the output length"); it classifies the difference between the output and the source
+    length, from -max_len/2 to +max_len/2, as Lee et al. (2018) do. ``encode`` also returns the source ids
+    (for the copy); ``decode_all`` replaces ``decode``; decoding is ``nat_decode``."""
 
     non_autoregressive = True
 
     def __init__(self, vocab: int, *args, max_len: int = 64, **kwargs):
         super().__init__(vocab, *args, max_len=max_len, **kwargs)
-        self.length_head = nn.Linear(self.d_model, max_len + 2)  # classes: output positions (tokens + EOS) 0..max_len+1
+        self.max_offset = max_len // 2
+        self.length_head = nn.Linear(self.d_model, 2 * self.max_offset + 1)  # classes: N - S = -max_offset..max_offset
 
     def encode(self, src: torch.Tensor) -> Enc:
         return (*super().encode(src), src)
@@ -80,10 +82,19 @@ class NATransformerSeq2Seq(TransformerSeq2Seq):
     def decode(self, tgt_in: torch.Tensor, enc: Enc) -> torch.Tensor:
         raise TypeError("nat_seq2seq emits all positions at once: use decode_all / nat_decode, not step-wise decoding")
 
-    def length_logits(self, enc: Enc) -> torch.Tensor:  # -> (B, max_len + 2)
+    def length_logits(self, enc: Enc) -> torch.Tensor:  # -> (B, 2 max_offset + 1): logits of N - S
         memory, src_pad, _ = enc
         keep = (~src_pad).unsqueeze(-1).float()  # (B, S, 1)
         return self.length_head((memory * keep).sum(1) / keep.sum(1).clamp(min=1))
+
+    def length_loss(self, enc: Enc, n_out: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the length classifier against the true numbers of output positions ``n_out`` (B,)."""
+        offset = (n_out - (~enc[1]).sum(1)).clamp(-self.max_offset, self.max_offset) + self.max_offset
+        return nn.functional.cross_entropy(self.length_logits(enc), offset)
+
+    def predict_length(self, enc: Enc) -> torch.Tensor:
+        """The number of output positions N (tokens + EOS) per row: (B,)."""
+        return (~enc[1]).sum(1) + self.length_logits(enc).argmax(-1) - self.max_offset
 
     def decode_all(self, enc: Enc, n_out: torch.Tensor, t: int) -> torch.Tensor:
         """Logits (B, t, V) of every output position at once; row b has ``n_out[b]`` positions (the rest PAD)."""
@@ -96,8 +107,10 @@ class NATransformerSeq2Seq(TransformerSeq2Seq):
         return self.out(h)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        """Logits for the positions of ``tgt_in`` (only its lengths are read: BOS + n tokens = n + 1 outputs)."""
-        return self.decode_all(self.encode(src), (tgt_in != PAD).sum(1), tgt_in.shape[1])
+        """Logits for the positions of ``tgt_in`` (only its lengths are read: BOS + n tokens = n + 1 outputs; an EOS
+        in ``tgt_in``, which a batch's shorter rows hold, is not an input)."""
+        n_out = (tgt_in != PAD).sum(1) - (tgt_in == EOS).sum(1)
+        return self.decode_all(self.encode(src), n_out, tgt_in.shape[1])
 
 
 class LSTMSeq2Seq(nn.Module):
@@ -193,7 +206,7 @@ def nat_decode(model: NATransformerSeq2Seq, src: torch.Tensor, max_len: int) -> 
     """Non-autoregressive decoding: predict the output length N (tokens + EOS, at most ``max_len``), then all N
     positions in one decoder pass; the argmax tokens, EOS at position N-1, PAD after: (B, S) -> (B, <=max_len)."""
     enc = model.encode(src)
-    n = model.length_logits(enc).argmax(-1).clamp(1, max_len)  # (B,)
+    n = model.predict_length(enc).clamp(1, max_len)  # (B,)
     pred = model.decode_all(enc, n, int(n.max())).argmax(-1)  # (B, N_max)
     pos = torch.arange(pred.shape[1], device=src.device)[None]
     return pred.masked_fill(pos == n[:, None] - 1, EOS).masked_fill(pos >= n[:, None], PAD)

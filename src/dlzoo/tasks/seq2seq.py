@@ -89,7 +89,7 @@ class Seq2SeqTask(pl.LightningModule):
             return p
         return p * self.current_epoch / (self.trainer.max_epochs - 1)
 
-    def _teacher_forced(self, src, tgt):
+    def _teacher_forced(self, src, tgt, stage: str = "train"):
         src, tgt = trim(src), trim(tgt)
         tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # (B, T-1) each: BOS y1..yn -> y1..yn EOS
         p = self.sampling_prob() if self.training else 0.0
@@ -102,19 +102,18 @@ class Seq2SeqTask(pl.LightningModule):
             mixed[:, 1:] = torch.where(swap[:, 1:], pred[:, :-1], tgt_in[:, 1:])
             tgt_in = mixed
         if self.nat:
-            return self._nat_loss(src, tgt_in, tgt_out)
+            return self._nat_loss(src, tgt_in, tgt_out, stage)
         logits = self.net(src, tgt_in)  # (B, T-1, V)
         loss = self.loss_fn(logits.flatten(0, 1), tgt_out.flatten())
         return loss, logits, tgt_out
 
-    def _nat_loss(self, src, tgt_in, tgt_out):
+    def _nat_loss(self, src, tgt_in, tgt_out, stage: str):
         """Token loss of all positions at once, plus the length classifier's loss on the true output length."""
         enc = self.net.encode(src)
-        n_out = lengths(tgt_in)  # BOS + n tokens = n tokens + EOS output positions
+        n_out = lengths(tgt_out)  # n tokens + EOS output positions
         logits = self.net.decode_all(enc, n_out, tgt_in.shape[1])  # (B, T-1, V)
-        length_logits = self.net.length_logits(enc)
-        length_loss = nn.functional.cross_entropy(length_logits, n_out.clamp(max=length_logits.shape[-1] - 1))
-        self.log("train/length_loss" if self.training else "val/length_loss", length_loss, on_step=False, on_epoch=True)
+        length_loss = self.net.length_loss(enc, n_out)
+        self.log(f"{stage}/length_loss", length_loss, on_step=False, on_epoch=True)
         loss = self.loss_fn(logits.flatten(0, 1), tgt_out.flatten()) + self.hparams.length_loss_weight * length_loss
         return loss, logits, tgt_out
 
@@ -149,7 +148,7 @@ class Seq2SeqTask(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         src, tgt = batch
-        loss, _, _ = self._teacher_forced(src, tgt)
+        loss, _, _ = self._teacher_forced(src, tgt, "val")
         self.log("val/loss", loss, on_epoch=True, prog_bar=True)
         self._score("val_", self.decode(trim(src), self._max_len(tgt)), tgt)
         self.log("val/acc", self.scores["val_acc"], on_epoch=True, prog_bar=True)
@@ -157,7 +156,7 @@ class Seq2SeqTask(pl.LightningModule):
 
     def test_step(self, batch, batch_idx):
         src, tgt = batch
-        loss, _, _ = self._teacher_forced(src, tgt)
+        loss, _, _ = self._teacher_forced(src, tgt, "test")
         self.log("test/loss", loss, on_epoch=True)
         max_len = self._max_len(tgt)
         pred = self._timed_decode(trim(src), max_len)
