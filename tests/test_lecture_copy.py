@@ -74,12 +74,14 @@ def test_names_data_hold_rare_names_half_of_them_unseen_in_training():
     assert 0.35 < np.mean([t not in train_names for t in test_names]) < 0.65
 
 
-@pytest.mark.parametrize("experiment", ["names_lstm_copy"])
-def test_copy_experiment_trains(project, experiment):
+def test_copy_experiment_trains_and_evaluates(project):
+    from dlzoo.evaluate import evaluate
     from dlzoo.train import run
 
-    cfg = compose([f"experiment={experiment}", *FAST, "trainer.fast_dev_run=true", "data.generate.sizes.train=256",
-                   "data.generate.sizes.val=32", "data.generate.sizes.test=32"])
+    cfg = compose(["experiment=names_lstm_copy", *FAST, "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+                   "data.generate.sizes.train=256", "data.generate.sizes.val=32", "data.generate.sizes.test=32"])
     assert cfg.model["copy"] is True
     info = run(cfg, project / "out", [])
-    assert info["status"] == "FINISHED"
+    assert info["status"] == "FINISHED" and "test/decode_ms" in info["test"]
+    summary = evaluate(project / "out", project / "eval")  # no `long` split here: no length curve
+    assert summary["dataset"] == "names" and "test/acc" in summary and not any(k.startswith("long/") for k in summary)

@@ -124,6 +124,10 @@ def test_nat_run_records_decode_time_and_length_loss_in_mlflow(project):
     metrics = mlflow.MlflowClient(tracking_uri()).get_run(info["run_id"]).data.metrics
     assert {"test/acc", "test/decode_ms", "test/length_acc", "train/length_loss", "val/length_loss"} <= set(metrics)
     assert metrics["test/decode_ms"] > 0
+    from dlzoo.evaluate import evaluate
+
+    summary = evaluate(project / "out", project / "eval")  # decodes with nat_decode, length curve included
+    assert summary["model"] == "nat_seq2seq" and "test/decode_ms" in summary and "long/acc_len_20" in summary
 
 
 def test_report_lists_decoders_and_attention_variants(tmp_path):
