@@ -22,24 +22,10 @@ import time
 from pathlib import Path
 
 
-def saved_bytes(fn) -> int:
-    """Bytes of the distinct tensors autograd saves while ``fn()`` runs (torch.autograd.graph hooks)."""
-    import torch
-
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    del out
-    return sum(seen.values())
-
-
 def measure(layer, x, repeats: int) -> dict:
     import torch
+
+    from dlzoo.claims.measures import saved_tensor_bytes
 
     cuda = x.device.type == "cuda"
 
@@ -57,7 +43,7 @@ def measure(layer, x, repeats: int) -> dict:
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    row = {"ms": 1000 * statistics.median(times), "saved_mb": saved_bytes(lambda: layer(x, x, x)[0]) / 2 ** 20}
+    row = {"ms": 1000 * statistics.median(times), "saved_mb": saved_tensor_bytes(lambda: layer(x, x, x)) / 2 ** 20}
     if cuda:
         row["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
     return row

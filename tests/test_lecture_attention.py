@@ -137,3 +137,17 @@ def test_attention_cost_benchmark_measures_full_and_local(tmp_path):
     assert rows[256, "full"]["saved_mb"] / rows[32, "full"]["saved_mb"] > 30
     assert rows[256, "local"]["saved_mb"] / rows[32, "local"]["saved_mb"] < 9
     assert rows[256, "local"]["saved_mb"] < rows[256, "full"]["saved_mb"] / 5
+
+
+def test_activation_memory_counts_saved_tensors_and_is_lower_with_a_window():
+    from dlzoo.claims.measures import saved_tensor_bytes
+
+    a, b = torch.randn(100, requires_grad=True), torch.randn(100, requires_grad=True)
+    assert saved_tensor_bytes(lambda: (a * b).sum()) == 2 * 100 * 4  # mul saves both float32 inputs
+    x, y = torch.randn(64, 1, 40), torch.randint(0, 10, (64,))
+    mb = {}
+    for w in (None, 4):
+        torch.manual_seed(0)
+        net = get_model("transformer", input_shape=(1, 40), num_classes=10, patch=1, attention_window=w).train()
+        mb[w] = saved_tensor_bytes(lambda: nn.functional.cross_entropy(net(x), y))
+    assert mb[4] < mb[None]
