@@ -85,3 +85,19 @@ def test_copy_experiment_trains_and_evaluates(project):
     assert info["status"] == "FINISHED" and "test/decode_ms" in info["test"]
     summary = evaluate(project / "out", project / "eval")  # no `long` split here: no length curve
     assert summary["dataset"] == "names" and "test/acc" in summary and not any(k.startswith("long/") for k in summary)
+
+
+def test_copy_claim_runs_and_judges_copying_against_generating(project):
+    import json
+
+    from conftest import run_cli
+
+    r = run_cli(["-m", "dlzoo.claims", "copy_mechanism", "--seeds", "0", *[x for f in FAST for x in ("-o", f)],
+                 "-o", "data.generate.sizes.train=256", "-o", "data.generate.sizes.val=64", "-o", "trainer.max_epochs=1",
+                 "-o", "trainer.limit_train_batches=4"], project, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    result = json.loads((project / "metrics-claims" / "copy_mechanism.json").read_text())
+    v = result["variants"]
+    assert set(v) == {"generate_only", "copy"} and all("val/token_acc" in x["0"] for x in v.values())
+    check = result["checks"][0]
+    assert check["values"]["0"] == pytest.approx(v["copy"]["0"]["val/acc"] - v["generate_only"]["0"]["val/acc"])
