@@ -143,3 +143,4 @@ def test_report_lists_decoders_and_attention_variants(tmp_path):
     assert "| seq2seq_nat | sort | nat_seq2seq | 40.0% | 80.0% | 0.90 |" in md
     assert "| seq2seq_transformer | sort | transformer_seq2seq | 99.0% | 99.5% | 6.50 |" in md
     assert "| mnist1d_transformer | 90.0% |" in md and "| mnist1d_transformer_local | 85.0% |" in md
+    assert "attention variants" in md
