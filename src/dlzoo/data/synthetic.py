@@ -3,9 +3,10 @@ tasks, and the 2-D ring of 8 Gaussians (the standard GAN mode-collapse test, see
 
 Token ids: PAD=0, BOS=1, EOS=2, symbols from 3. A source is a variable-length row of symbols padded with
 PAD; its target is BOS + f(source) + EOS, padded. Tasks: ``sort`` (the symbols in ascending order),
-``reverse``; ``make_names`` is a copy task with rare tokens (made in memory by the datamodule). Splits: train/val/test draw lengths from ``train_lengths``; ``long`` draws every length up to
+``reverse``. Splits: train/val/test draw lengths from ``train_lengths``; ``long`` draws every length up to
 ``max_len`` (>= 2x the longest training length) for the length-generalisation curve. No val/test/long
-sequence occurs in train (nor in an earlier split).
+sequence occurs in train (nor in an earlier split). ``make_names`` is a copy task with rare tokens (made in
+memory by the datamodule).
 """
 
 from __future__ import annotations

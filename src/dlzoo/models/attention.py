@@ -70,7 +70,8 @@ class MultiHeadAttention(nn.Module):
                  global_first: bool = False):
         super().__init__()
         check_attention(score, window)
-        self.nhead, self.d_head, self.score, self.window, self.global_first = nhead, d_model // nhead, score, window, global_first
+        self.nhead, self.d_head, self.score = nhead, d_model // nhead, score
+        self.window, self.global_first = window, global_first
         # read by nn.TransformerEncoder(Layer)'s fused fast-path checks: batch-first, and no packed q/k/v
         # projection, which keeps that path (written for nn.MultiheadAttention) off
         self.batch_first, self._qkv_same_embed_dim = True, False

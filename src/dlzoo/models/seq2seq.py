@@ -19,7 +19,8 @@ from dlzoo.models.transformer import positions
 
 Enc = tuple[torch.Tensor, ...]
 # the LSTM decoder's attention scores besides Luong's "general" h^T W s: module(hidden) -> score(dec, memory)
-LSTM_SCORES = {"general": None, "dot": lambda hidden: DotScore(), "additive": lambda hidden: AdditiveScore(hidden, hidden, hidden)}
+LSTM_SCORES = {"general": None, "dot": lambda hidden: DotScore(),
+               "additive": lambda hidden: AdditiveScore(hidden, hidden, hidden)}
 
 
 class TransformerSeq2Seq(nn.Module):
