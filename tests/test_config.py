@@ -20,7 +20,8 @@ REGRESS = ["task=regress", "model=mlp", "data=diabetes", "loss=mse", "callbacks=
 COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mnist1d"],
               ("data", "mnist1d_shuffled"): ["model=mlp"], ("data", "sort"): ["model=transformer_seq2seq", "task=seq2seq"],
               **{("model", m): ["data=mnist1d"] for m in ("rnn", "lstm", "gru", "transformer")},
-              **{("model", m): ["data=sort", "task=seq2seq"] for m in ("transformer_seq2seq", "lstm_seq2seq")},
+              **{("model", m): ["data=sort", "task=seq2seq"] for m in ("transformer_seq2seq", "lstm_seq2seq", "nat_seq2seq")},
+              ("data", "names"): ["model=lstm_seq2seq", "task=seq2seq"],
               ("data", "diabetes"): REGRESS, ("data", "synth1d"): [*REGRESS, "data=synth1d"],
               ("callbacks", "regress"): REGRESS, ("hparams_search", "diabetes_mlp"): ["experiment=diabetes_mlp"],
               ("hparams_search", "digits_mlp"): ["experiment=digits_mlp"],
@@ -32,7 +33,7 @@ COMPATIBLE = {("data", "mnist1d"): ["model=mlp"], ("model", "cnn1d"): ["data=mni
               # one-cycle / warmup schedules
               **{("experiment", e): ["scheduler.total_steps=100"]
                  for e in ("digits_alexnet", "digits_vgg16", "mnist1d_cnn1d", "mnist1d_cnn1d_teacher",
-                           "mnist1d_shuffled_cnn1d", "seq2seq_transformer")},
+                           "mnist1d_shuffled_cnn1d", "seq2seq_transformer", "seq2seq_nat")},
               **{("regularizer", o): ["model=mlp"] for o in ("dropconnect", "layernorm", "batchnorm", "no_batchnorm")},
               **{("model", m): ["experiment=digits_vae", f"model={m}"] for m in ("ae", "vae", "cvae", "tvae")},
               ("model", "gan_mlp"): ["experiment=ring_gan"], ("data", "ring8"): ["experiment=ring_gan"]}

@@ -14,9 +14,9 @@ IMAGES = [(1, 8, 8), (1, 28, 28), (1, 32, 32), (3, 32, 32)]
 SIGNAL = [(1, 40)]
 INPUTS = {"lenet5": [(1, 28, 28), (1, 32, 32), (3, 32, 32)], "cnn1d": SIGNAL, "mlp": [(1, 8, 8)],
           "logreg": [(1, 8, 8)], "rnn": SIGNAL, "lstm": SIGNAL, "gru": SIGNAL, "transformer": SIGNAL,
-          "transformer_seq2seq": [(7,)], "lstm_seq2seq": [(7,)]}
+          "transformer_seq2seq": [(7,)], "lstm_seq2seq": [(7,)], "nat_seq2seq": [(7,)]}
 # Encoder-decoders take token ids (src, tgt_in) and return (B, T, vocab) logits.
-SEQ2SEQ = {"transformer_seq2seq", "lstm_seq2seq"}
+SEQ2SEQ = {"transformer_seq2seq", "lstm_seq2seq", "nat_seq2seq"}
 # Generative networks (dlzoo.models.generative): autoencode(x[, y]) -> (reconstruction logits, mu, logvar); z -> x.
 INPUTS |= {"ae": [(1, 8, 8)], "vae": [(1, 8, 8)], "cvae": [(1, 8, 8)], "gan_mlp": [(1, 2), (1, 8, 8)]}
 AUTOENCODERS, GANS = {"ae", "vae", "cvae"}, {"gan_mlp"}

@@ -44,7 +44,8 @@ def _datamodule(cfg: DictConfig):
     if cfg.data.get("kind") == "seq2seq":
         from dlzoo.data.seq2seq import Seq2SeqDataModule
 
-        return Seq2SeqDataModule(cfg.data.name, project_root() / "artifacts" / "splits", cfg.data.batch_size, cfg.seed)
+        return Seq2SeqDataModule(cfg.data.name, project_root() / "artifacts" / "splits", cfg.data.batch_size, cfg.seed,
+                                 generate=OmegaConf.to_container(cfg.data.generate) if cfg.data.get("generate") else None)
     if cfg.data.get("kind") == "detection":
         from dlzoo.data.detection import DetectionDataModule
 

@@ -188,12 +188,11 @@ def _seq2seq_outputs(task, dm, loader, dev):
     import torch
 
     from dlzoo.data.synthetic import PAD
-    from dlzoo.models.seq2seq import greedy_decode
     from dlzoo.tasks.seq2seq import trim
 
-    def greedy(src, tgt):  # -> (target without BOS, greedy output), trimmed to the batch's longest
+    def greedy(src, tgt):  # -> (target without BOS, the model's own decoding: greedy or non-autoregressive), trimmed
         src, target = trim(src), trim(tgt)[:, 1:]
-        return target, greedy_decode(task.net, src.to(dev), target.shape[1] + task.hparams.max_extra_len).cpu()
+        return target, task.decode(src.to(dev), target.shape[1] + task.hparams.max_extra_len).cpu()
 
     actual, predicted = [], []
     for batch in loader:
@@ -203,7 +202,7 @@ def _seq2seq_outputs(task, dm, loader, dev):
         actual.append(target[real].numpy())
         predicted.append(pred[:, : target.shape[1]][real].numpy())
     # the same long/* figures as the task's own test run on a datamodule
-    return np.concatenate(actual), np.concatenate(predicted), task.length_figures(dm)
+    return np.concatenate(actual), np.concatenate(predicted), task.length_figures(dm) if "long" in dm.datasets else {}
 
 
 def _detect_outputs(task, loader, out_dir: Path, title: str, min_score: float = 0.3, n_drawn: int = 16):

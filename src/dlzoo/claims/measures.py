@@ -4,6 +4,8 @@
 minima; Keskar et al. 2017), by power iteration on Hessian-vector products (Pearlmutter's double backward) over a
 fixed subset of the training split, in eval mode (no dropout, BatchNorm on its running statistics). Written here
 because it is ~30 lines on torch.autograd; PyHessian, the usual library, is unmaintained and not on this stack.
+``activation_mb``: the memory autograd keeps for the backward pass of one training batch (a device-independent
+memory figure; timings on a shared machine are not).
 """
 
 from __future__ import annotations
@@ -50,4 +52,31 @@ def sharpness(task, dm, max_samples: int = 1024, batch_size: int = 256, seed: in
         return top_hessian_eigenvalue(lambda b: task._step(b)[0], params, batches, seed=seed)
 
 
-MEASURES = {"sharpness": sharpness}
+def saved_tensor_bytes(fn) -> int:
+    """Bytes of the distinct storages autograd saves for the backward pass while ``fn()`` runs (the activation
+    memory of training; the same on every device), through ``torch.autograd.graph.saved_tensors_hooks``."""
+    import torch
+
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+def activation_mb(task, dm, seed: int = 0, batch_size: int = 64) -> float:
+    """MiB that autograd keeps for the backward pass of ``task``'s training loss on the first ``batch_size``
+    training samples (train mode): where attention's (T, T) scores show up as memory."""
+    import torch
+
+    batch = next(iter(torch.utils.data.DataLoader(dm.datasets["train"], batch_size=batch_size)))
+    task.train()
+    with torch.enable_grad():
+        return saved_tensor_bytes(lambda: task._step(batch)[0]) / 2 ** 20
+
+
+MEASURES = {"sharpness": sharpness, "activation_mb": activation_mb}

@@ -22,17 +22,28 @@ def lengths(tokens: torch.Tensor) -> torch.Tensor:
 
 
 class Seq2SeqDataModule(pl.LightningDataModule):
-    """Batches of ``(src, tgt)`` token ids, (B, S) and (B, T), padded with PAD to the split's width."""
+    """Batches of ``(src, tgt)`` token ids, (B, S) and (B, T), padded with PAD to the split's width.
 
-    def __init__(self, name: str, splits_dir: str | Path, batch_size: int = 128, seed: int = 0):
+    ``generate``: keyword arguments of ``dlzoo.data.synthetic.make_names`` (its ``seed`` included): the splits are
+    made in memory from them instead of read from the prepare stage's files (a task that needs no stage)."""
+
+    def __init__(self, name: str, splits_dir: str | Path, batch_size: int = 128, seed: int = 0,
+                 generate: dict | None = None):
         super().__init__()
         self.name, self.splits_dir, self.batch_size, self.seed = name, Path(splits_dir), batch_size, seed
+        self.generate = generate
         self.datasets: dict[str, TensorDataset] = {}
         # set by dlzoo.builders from the trainer: page-locked batches when they go to a CUDA GPU
         self.pin_memory = False
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
+            return
+        if self.generate:
+            from dlzoo.data.synthetic import make_names
+
+            arrays = {k: torch.from_numpy(v) for k, v in make_names(**self.generate).items()}
+            self.datasets = {k[4:]: TensorDataset(v, arrays[f"tgt_{k[4:]}"]) for k, v in arrays.items() if k.startswith("src_")}
             return
         folder = self.splits_dir / self.name
         for split in SPLITS:

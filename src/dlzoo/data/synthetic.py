@@ -5,7 +5,8 @@ Token ids: PAD=0, BOS=1, EOS=2, symbols from 3. A source is a variable-length ro
 PAD; its target is BOS + f(source) + EOS, padded. Tasks: ``sort`` (the symbols in ascending order),
 ``reverse``. Splits: train/val/test draw lengths from ``train_lengths``; ``long`` draws every length up to
 ``max_len`` (>= 2x the longest training length) for the length-generalisation curve. No val/test/long
-sequence occurs in train (nor in an earlier split).
+sequence occurs in train (nor in an earlier split). ``make_names`` is a copy task with rare tokens (made in
+memory by the datamodule).
 """
 
 from __future__ import annotations
@@ -48,6 +49,31 @@ def make_seq2seq(seed: int, task: str = "sort", symbols: int = 16, train_lengths
     out["src_long"], out["tgt_long"] = draw([n for n in range(start, max_len + 1) for _ in range(per_length)])
     return out
 
+
+
+def make_names(seed: int, symbols: int = 16, names: int = 2000, lengths: tuple[int, int] = (3, 7),
+               sizes: dict[str, int] | None = None, unseen: float = 0.5) -> dict[str, np.ndarray]:
+    """A copy task with rare tokens: a source is ``lengths`` common symbols with one "name" inserted at a random
+    position; its target is BOS + the source reversed + EOS. Names are ``names`` rare token ids after the
+    symbols: train draws them from the first (1 - ``unseen``) share of them (a few occurrences each), val and
+    test from all of them, so about ``unseen`` of their names never occur in training and can only be copied.
+    Arrays ``src_<split>`` (N, max_len + 1) and ``tgt_<split>`` (N, max_len + 3) for train/val/test."""
+    sizes = sizes or {"train": 6000, "val": 500, "test": 1000}
+    rng = np.random.default_rng(seed)
+    lo, hi = lengths
+    first_name = SPECIALS + symbols
+    out: dict[str, np.ndarray] = {}
+    for split, n in sizes.items():
+        pool = names if split != "train" else max(1, round(names * (1 - unseen)))
+        src = np.full((n, hi + 1), PAD, dtype=np.int64)
+        tgt = np.full((n, hi + 3), PAD, dtype=np.int64)
+        for i, k in enumerate(rng.integers(lo, hi + 1, size=n)):
+            s = rng.integers(SPECIALS, first_name, size=k)
+            s = np.insert(s, rng.integers(0, k + 1), first_name + rng.integers(0, pool))
+            src[i, :k + 1] = s
+            tgt[i, 0], tgt[i, 1:k + 2], tgt[i, k + 2] = BOS, s[::-1], EOS
+        out[f"src_{split}"], out[f"tgt_{split}"] = src, tgt
+    return out
 
 
 

@@ -6,6 +6,9 @@ encoding or, with ``positions="learned"``, from a learned embedding table. A (B,
 non-overlapping patches of ``patch`` samples, each embedded linearly into one token (``patch=1``: one
 token per sample); the class is read from a prepended [CLS] token as in BERT/ViT. ``norm="batch"`` swaps every
 LayerNorm for BatchNorm over the tokens' features (the lecture-claims suite's LayerNorm-vs-BatchNorm comparison).
+``attention="additive"`` scores with v·tanh(q + k) instead of the scaled dot product; ``attention_window=w`` makes
+self-attention local (truncated): each token attends to the w tokens either side, the [CLS] token to all
+(dlzoo.models.attention).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 import torch
 from torch import nn
 
+from dlzoo.models.attention import MultiHeadAttention, check_attention
 from dlzoo.models.registry import register_model
 
 
@@ -67,27 +71,46 @@ class TokenBatchNorm(nn.BatchNorm1d):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
-class BatchNormEncoderLayer(nn.TransformerEncoderLayer):
-    """``nn.TransformerEncoderLayer`` (post-norm) with TokenBatchNorm for its two norms. ``forward`` is the plain
-    post-norm path: the parent's fused inference fast path would apply LayerNorm's formula to these weights."""
-
-    def __init__(self, d_model: int, *args, **kwargs):
-        super().__init__(d_model, *args, **kwargs)
-        self.norm1, self.norm2 = TokenBatchNorm(d_model), TokenBatchNorm(d_model)
+class PostNormEncoderLayer(nn.TransformerEncoderLayer):
+    """``nn.TransformerEncoderLayer`` whose ``forward`` is always the plain post-norm path: the parent's fused
+    inference fast path assumes LayerNorm and ``nn.MultiheadAttention``, which the subclasses swap out."""
 
     def forward(self, src: torch.Tensor, src_mask=None, src_key_padding_mask=None, is_causal: bool = False):
         x = self.norm1(src + self._sa_block(src, src_mask, src_key_padding_mask, is_causal=is_causal))
         return self.norm2(x + self._ff_block(x))
 
 
+class BatchNormEncoderLayer(PostNormEncoderLayer):
+    """Post-norm encoder layer with TokenBatchNorm for its two norms."""
+
+    def __init__(self, d_model: int, *args, **kwargs):
+        super().__init__(d_model, *args, **kwargs)
+        self.norm1, self.norm2 = TokenBatchNorm(d_model), TokenBatchNorm(d_model)
+
+
 # model.norm -> (encoder layer, norm of the [CLS] feature vector (B, d) before the head)
 NORMS = {"layer": (nn.TransformerEncoderLayer, nn.LayerNorm), "batch": (BatchNormEncoderLayer, nn.BatchNorm1d)}
+
+
+def encoder_layer(layer_cls: type, d_model: int, nhead: int, dim_feedforward: int, dropout: float, activation: str,
+                  attention: str = "dot", window: int | None = None) -> nn.TransformerEncoderLayer:
+    """An encoder layer; with additive scores or a local window its self-attention is dlzoo's
+    MultiHeadAttention (the [CLS] token at position 0 stays global) and it runs the plain post-norm path."""
+    check_attention(attention, window)
+    if attention == "dot" and window is None:
+        return layer_cls(d_model, nhead, dim_feedforward, dropout, activation=activation, batch_first=True)
+    if layer_cls is nn.TransformerEncoderLayer:
+        layer_cls = PostNormEncoderLayer
+    layer = layer_cls(d_model, nhead, dim_feedforward, dropout, activation=activation, batch_first=True)
+    layer.self_attn = MultiHeadAttention(d_model, nhead, dropout, attention, window, global_first=True)
+    return layer
 
 
 class TransformerClassifier(nn.Module):
     def __init__(self, in_chans: int, seq_len: int, num_classes: int, d_model: int = 64, nhead: int = 4,
                  num_layers: int = 2, dim_feedforward: int = 128, dropout: float = 0.1, patch: int = 1,
-                 positions_kind: str = "sinusoidal", activation: str = "relu", norm: str = "layer"):
+                 positions_kind: str = "sinusoidal", activation: str = "relu", norm: str = "layer",
+                 attention: str = "dot", attention_window: int | None = None):
         super().__init__()
         if norm not in NORMS:
             from dlzoo.errors import ConfigError
@@ -97,7 +120,7 @@ class TransformerClassifier(nn.Module):
         self.embed = nn.Conv1d(in_chans, d_model, kernel_size=patch, stride=patch)  # linear patch embedding
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
         self.pos = positions(positions_kind, d_model, seq_len // patch + 1)
-        layer = layer_cls(d_model, nhead, dim_feedforward, dropout, activation=activation, batch_first=True)
+        layer = encoder_layer(layer_cls, d_model, nhead, dim_feedforward, dropout, activation, attention, attention_window)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.head = nn.Sequential(norm_cls(d_model), nn.Linear(d_model, num_classes))
 
@@ -110,11 +133,13 @@ class TransformerClassifier(nn.Module):
 
 @register_model()
 def transformer(input_shape, num_classes, d_model=64, nhead=4, num_layers=2, dim_feedforward=128, dropout=0.1,
-                patch=1, positions="sinusoidal", activation="relu", norm="layer") -> TransformerClassifier:
+                patch=1, positions="sinusoidal", activation="relu", norm="layer", attention="dot",
+                attention_window=None) -> TransformerClassifier:
     if len(input_shape) != 2 or input_shape[1] % patch:
         from dlzoo.errors import ConfigError
 
         raise ConfigError(f"transformer takes (C, L) sequences with L divisible by model.patch={patch}, got inputs "
                           f"of shape {tuple(input_shape)}: use data=mnist1d")
     return TransformerClassifier(input_shape[0], input_shape[1], num_classes, d_model, nhead, num_layers,
-                                 dim_feedforward, dropout, patch, positions, activation, norm)
+                                 dim_feedforward, dropout, patch, positions, activation, norm, attention,
+                                 attention_window)

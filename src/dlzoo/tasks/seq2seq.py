@@ -7,11 +7,19 @@ position; in test also ``beam_acc`` and ``beam_token_acc`` for beam search. ``tr
 teacher-forced token accuracy. At the end of a test run on a datamodule with a ``long`` split (lengths
 up to >= 2x the training lengths), ``long/acc_len_<n>`` = greedy exact-sequence accuracy of its sources
 of length n, and ``long/train_len_min`` / ``long/train_len_max`` = the training lengths (the length curve).
+``test/decode_ms`` = wall time of greedy (or non-autoregressive) decoding per test sequence, in milliseconds.
+
+A non-autoregressive network (``net.non_autoregressive``, dlzoo.models.seq2seq.NATransformerSeq2Seq) is decoded
+with ``nat_decode`` (one decoder pass) instead of greedy decoding, has no beam search, and trains its length
+classifier beside the tokens: loss = token cross-entropy + ``length_loss_weight`` x length cross-entropy
+(``train/length_loss``); ``test/length_acc`` = share of test sequences whose length it predicts exactly.
 """
 
 from __future__ import annotations
 
 from typing import Callable
+
+import time
 
 import lightning.pytorch as pl
 import torch
@@ -19,7 +27,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from dlzoo.data.seq2seq import PAD, lengths
-from dlzoo.models.seq2seq import beam_search, greedy_decode
+from dlzoo.models.seq2seq import beam_search, greedy_decode, nat_decode
 from dlzoo.tasks.classify import ClassificationTask
 
 
@@ -55,14 +63,21 @@ class Seq2SeqTask(pl.LightningModule):
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, label_smoothing: float = 0.0,
                  beam_size: int = 4, length_penalty: float = 0.0, scheduled_sampling: float = 0.0,
-                 max_extra_len: int = 2):
+                 max_extra_len: int = 2, length_loss_weight: float = 1.0):
         super().__init__()
+        self.nat = getattr(net, "non_autoregressive", False)
+        if self.nat and scheduled_sampling:
+            from dlzoo.errors import ConfigError
+
+            raise ConfigError("seq2seq.scheduled_sampling must be 0 for a non-autoregressive model: its decoder "
+                              "reads no previous tokens")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.loss_fn = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=label_smoothing)
         self.train_acc = MeanMetric()
-        names = ("val/acc", "val/token_acc", "test/acc", "test/token_acc", "test/beam_acc", "test/beam_token_acc")
+        names = ("val/acc", "val/token_acc", "test/acc", "test/token_acc", "test/beam_acc", "test/beam_token_acc",
+                 "test/decode_ms", "test/length_acc")
         self.scores = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in names})
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
@@ -74,7 +89,7 @@ class Seq2SeqTask(pl.LightningModule):
             return p
         return p * self.current_epoch / (self.trainer.max_epochs - 1)
 
-    def _teacher_forced(self, src, tgt):
+    def _teacher_forced(self, src, tgt, stage: str = "train"):
         src, tgt = trim(src), trim(tgt)
         tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # (B, T-1) each: BOS y1..yn -> y1..yn EOS
         p = self.sampling_prob() if self.training else 0.0
@@ -86,8 +101,20 @@ class Seq2SeqTask(pl.LightningModule):
             mixed = tgt_in.clone()
             mixed[:, 1:] = torch.where(swap[:, 1:], pred[:, :-1], tgt_in[:, 1:])
             tgt_in = mixed
+        if self.nat:
+            return self._nat_loss(src, tgt_in, tgt_out, stage)
         logits = self.net(src, tgt_in)  # (B, T-1, V)
         loss = self.loss_fn(logits.flatten(0, 1), tgt_out.flatten())
+        return loss, logits, tgt_out
+
+    def _nat_loss(self, src, tgt_in, tgt_out, stage: str):
+        """Token loss of all positions at once, plus the length classifier's loss on the true output length."""
+        enc = self.net.encode(src)
+        n_out = lengths(tgt_out)  # n tokens + EOS output positions
+        logits = self.net.decode_all(enc, n_out, tgt_in.shape[1])  # (B, T-1, V)
+        length_loss = self.net.length_loss(enc, n_out)
+        self.log(f"{stage}/length_loss", length_loss, on_step=False, on_epoch=True)
+        loss = self.loss_fn(logits.flatten(0, 1), tgt_out.flatten()) + self.hparams.length_loss_weight * length_loss
         return loss, logits, tgt_out
 
     def training_step(self, batch, batch_idx):
@@ -101,6 +128,19 @@ class Seq2SeqTask(pl.LightningModule):
     def _max_len(self, tgt: torch.Tensor) -> int:
         return int(lengths(trim(tgt)).max()) - 1 + self.hparams.max_extra_len  # target tokens incl. EOS, + slack
 
+    def decode(self, src: torch.Tensor, max_len: int) -> torch.Tensor:
+        """The model's own decoder: greedy, or one non-autoregressive pass."""
+        return (nat_decode if self.nat else greedy_decode)(self.net, src, max_len)
+
+    def _timed_decode(self, src: torch.Tensor, max_len: int) -> torch.Tensor:
+        start = time.perf_counter()
+        pred = self.decode(src, max_len)
+        if pred.is_cuda:
+            torch.cuda.synchronize(pred.device)
+        ms = 1000 * (time.perf_counter() - start) / src.shape[0]
+        self.scores["test_decode_ms"].update(ms, weight=float(src.shape[0]))
+        return pred
+
     def _score(self, prefix: str, pred: torch.Tensor, tgt: torch.Tensor) -> None:
         exact, tok = sequence_scores(pred, trim(tgt)[:, 1:])
         self.scores[f"{prefix}acc"].update(exact)
@@ -108,21 +148,28 @@ class Seq2SeqTask(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         src, tgt = batch
-        loss, _, _ = self._teacher_forced(src, tgt)
+        loss, _, _ = self._teacher_forced(src, tgt, "val")
         self.log("val/loss", loss, on_epoch=True, prog_bar=True)
-        self._score("val_", greedy_decode(self.net, trim(src), self._max_len(tgt)), tgt)
+        self._score("val_", self.decode(trim(src), self._max_len(tgt)), tgt)
         self.log("val/acc", self.scores["val_acc"], on_epoch=True, prog_bar=True)
         self.log("val/token_acc", self.scores["val_token_acc"], on_epoch=True)
 
     def test_step(self, batch, batch_idx):
         src, tgt = batch
-        loss, _, _ = self._teacher_forced(src, tgt)
+        loss, _, _ = self._teacher_forced(src, tgt, "test")
         self.log("test/loss", loss, on_epoch=True)
         max_len = self._max_len(tgt)
-        self._score("test_", greedy_decode(self.net, trim(src), max_len), tgt)
-        self._score("test_beam_", beam_search(self.net, trim(src), max_len, self.hparams.beam_size,
-                                              self.hparams.length_penalty), tgt)
-        for name in ("acc", "token_acc", "beam_acc", "beam_token_acc"):
+        pred = self._timed_decode(trim(src), max_len)
+        self._score("test_", pred, tgt)
+        if self.nat:
+            names = ("acc", "token_acc", "decode_ms", "length_acc")
+            n_pred = (pred != PAD).sum(1)  # tokens + EOS
+            self.scores["test_length_acc"].update((n_pred == lengths(trim(tgt)) - 1).float())
+        else:
+            names = ("acc", "token_acc", "beam_acc", "beam_token_acc", "decode_ms")
+            self._score("test_beam_", beam_search(self.net, trim(src), max_len, self.hparams.beam_size,
+                                                  self.hparams.length_penalty), tgt)
+        for name in names:
             self.log(f"test/{name}", self.scores[f"test_{name}"], on_epoch=True)
 
     def on_test_epoch_end(self) -> None:
@@ -143,7 +190,7 @@ class Seq2SeqTask(pl.LightningModule):
         hits: dict[int, list[float]] = {}
         for src, tgt in loader:
             src, tgt = src.to(self.device), tgt.to(self.device)
-            exact, _ = sequence_scores(greedy_decode(self.net, trim(src), self._max_len(tgt)), trim(tgt)[:, 1:])
+            exact, _ = sequence_scores(self.decode(trim(src), self._max_len(tgt)), trim(tgt)[:, 1:])
             for n, hit in zip(lengths(src).tolist(), exact.tolist()):
                 hits.setdefault(n, []).append(hit)
         return {f"long/acc_len_{n}": sum(v) / len(v) for n, v in sorted(hits.items())}

@@ -1,5 +1,6 @@
 """Report section of the sequence models: the MNIST-1D table (regular vs shuffled, beside the paper's
-numbers) and the seq2seq length-generalisation plot (exact-sequence accuracy vs source length)."""
+numbers), the MNIST-1D Transformers' attention variants (full, local, additive), the seq2seq length-generalisation plot
+(exact-sequence accuracy vs source length), and the decoders (autoregressive vs non-autoregressive, copying)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,40 @@ def length_plot(rows: list[dict], out_dir: Path) -> str | None:
             "training length:\n\n![seq2seq lengths](seq2seq_lengths.png)\n\n" + "\n".join(by_len) + "\n")
 
 
+def decoding_table(rows: list[dict]) -> str | None:
+    """Autoregressive vs non-autoregressive decoding and copying vs generating: every seq2seq row that
+    recorded its decoding time (dlzoo.tasks.seq2seq ``test/decode_ms``)."""
+    rows = sorted((r for r in rows if "test/decode_ms" in r), key=lambda r: (r.get("dataset", ""), r["name"]))
+    if not rows:
+        return None
+    lines = ["## Sequence-to-sequence: decoders and copying\n",
+             "Test exact-sequence and token accuracy with each model's own decoder (greedy autoregressive, or one "
+             "non-autoregressive pass for `nat_seq2seq`), and its decoding wall time per sequence (batches of the "
+             "data config, this machine). On `names` half of the test sequences hold a name never seen in training, "
+             "which only a model with the copy mechanism can output.\n",
+             "| experiment | data | model | exact | token acc | decoding ms / sequence |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r.get('dataset', '')} | {r.get('model', '')} | {_pct(r.get('test/acc'))} | "
+                     f"{_pct(r.get('test/token_acc'))} | {float(r['test/decode_ms']):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def attention_table(rows: list[dict]) -> str | None:
+    """The MNIST-1D Transformer classifiers side by side (full, truncated, additive attention)."""
+    rows = sorted((r for r in rows if r.get("model") == "transformer" and r.get("dataset") in DATASETS
+                   and "test/acc" in r), key=lambda r: r["name"])
+    if not rows:
+        return None
+    lines = ["## MNIST-1D Transformer: attention variants\n",
+             "`mnist1d_transformer_local` lets each patch token attend to the 2 tokens either side only (the [CLS] "
+             "token to all): truncated self-attention, whose cost against the length `python "
+             "benchmarks/attention_cost.py` measures; `mnist1d_transformer_additive` scores with v·tanh(q + k) "
+             "instead of the scaled dot product.\n",
+             "| experiment | test accuracy |", "|---|---|"]
+    lines += [f"| {r['name']} | {_pct(r['test/acc'])} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def section(rows: list[dict], out_dir: Path) -> str | None:
-    parts = [p for p in (mnist1d_table(rows), length_plot(rows, out_dir)) if p]
+    parts = [p for p in (mnist1d_table(rows), attention_table(rows), length_plot(rows, out_dir), decoding_table(rows)) if p]
     return "\n".join(parts) or None
