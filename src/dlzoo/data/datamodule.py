@@ -95,7 +95,8 @@ class ArrayDataModule(pl.LightningDataModule):
                 ds.tensors = ((ds.tensors[0] - self.stats[0]) / self.stats[1], ds.tensors[1])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.augment.active and self.trainer is not None and self.trainer.training:
+        # (x, y) training batches only: Lightning's model summary sends the task's example input (x,) here too
+        if self.augment.active and self.trainer is not None and self.trainer.training and len(batch) == 2:
             x, y = batch
             fill = (0.0 - self.stats[0]) / self.stats[1]  # where raw inputs are 0 (background), after scaling
             if self.permutation is None:
