@@ -113,4 +113,4 @@ params: setup
 	python -m dlzoo.configure --out params.yaml
 
 clean:
-	rm -rf artifacts metrics reports outputs multirun
+	rm -rf artifacts metrics reports outputs multirun debug
