@@ -149,4 +149,4 @@ params: setup
 	python -m dlzoo.configure --out params.yaml --params
 
 clean:
-	rm -rf artifacts metrics reports outputs multirun
+	rm -rf artifacts metrics reports outputs multirun debug

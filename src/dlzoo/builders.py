@@ -257,28 +257,47 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
     return callbacks
 
 
+def build_profiler(name: str | None, dirpath: Path):
+    """Lightning's profiler named by ``trainer.profiler`` (simple / advanced / pytorch), writing its report to
+    ``dirpath/<stage>-profile.txt``. Given the bare name, Lightning would write next to the logger's log_dir,
+    which the MLflow logger does not have, and only print the report."""
+    if not name:
+        return None
+    from lightning.pytorch import profilers
+
+    classes = {"simple": profilers.SimpleProfiler, "advanced": profilers.AdvancedProfiler,
+               "pytorch": profilers.PyTorchProfiler}
+    return classes[name](dirpath=str(dirpath), filename="profile")
+
+
 def count_parameters(net) -> int:
     return sum(p.numel() for p in net.parameters())
+
+
+def example_input(net, input_shape: tuple[int, ...]) -> tuple:
+    """The positional arguments of one forward pass on one sample (what the task's forward takes too)."""
+    import inspect
+
+    import torch
+
+    needed = [p for p in inspect.signature(net.forward).parameters.values() if p.default is inspect.Parameter.empty]
+    if hasattr(net, "example_input"):  # a generator takes latent codes
+        return (net.example_input(1),)
+    if len(needed) == 2:  # an encoder-decoder's forward(src, tgt_in) takes token ids of the input length
+        return (torch.ones(1, *input_shape, dtype=torch.long),) * 2
+    return (torch.zeros(1, *input_shape),)
 
 
 def count_flops(net, input_shape: tuple[int, ...]) -> int:
     """Floating-point operations of one inference forward pass on one sample (eval mode, so GoogLeNet's
     auxiliary heads are left out), counted by torch.utils.flop_counter: 2 per multiply-add of convolutions
     and matrix products; elementwise ops (activations, norms, pooling) are not counted."""
-    import inspect
-
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = net.training
     net.eval()
-    needed = [p for p in inspect.signature(net.forward).parameters.values() if p.default is inspect.Parameter.empty]
-    if hasattr(net, "example_input"):  # a generator takes latent codes
-        example = (net.example_input(1),)
-    elif len(needed) == 2:  # an encoder-decoder's forward(src, tgt_in) takes token ids of the input length
-        example = (torch.ones(1, *input_shape, dtype=torch.long),) * 2
-    else:
-        example = (torch.zeros(1, *input_shape),)
+    example = example_input(net, input_shape)
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             net(*example)

@@ -91,6 +91,9 @@ RULES: dict[str, tuple[Check, str]] = {
     "prepare.seed": NON_NEG_INT,
     "distill.temperature": POSITIVE,
     "distill.alpha": (lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "trainer.profiler": (lambda v: v in (None, "simple", "advanced", "pytorch"),
+                         "null, 'simple', 'advanced' or 'pytorch' (Lightning's profilers)"),
+    "trainer.overfit_batches": (lambda v: _num(v) and v >= 0, "a number >= 0 (batches, or a fraction < 1)"),
 }
 # detection (task=detect)
 RULES.update({

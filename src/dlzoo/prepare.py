@@ -193,17 +193,48 @@ def _prepare_user(name: str, folder: Path, out: Path, seed: int, val_fraction: f
     return _sizes(train=y_tr, val=y_va, test=y_te)
 
 
+def _prepare_source(name: str, data_dir: Path, out: Path, seed: int, val_fraction: float, test_fraction: float) -> dict:
+    """A dataset added as a file in dlzoo/data/sources/ (dlzoo.data.registry): its loader's arrays, split."""
+    from dlzoo.data.registry import get_dataset
+
+    source = get_dataset(name)
+    a = source.arrays(seed=seed, data_dir=data_dir)
+    stratify = source.num_classes is not None  # classes: stratified splits; real targets: random ones
+
+    def split(x, y, fraction):
+        from sklearn.model_selection import train_test_split
+
+        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y if stratify else None)
+
+    if "x_test" in a:  # the loader's own test split is kept
+        x_pool, y_pool, x_te, y_te = a["x_train"], a["y_train"], a["x_test"], a["y_test"]
+    else:
+        x_pool, x_te, y_pool, y_te = split(a["x"], a["y"], test_fraction)
+    x_tr, x_va, y_tr, y_va = split(x_pool, y_pool, val_fraction)
+    save_arrays(out, x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, x_test=x_te, y_test=y_te)
+    return _sizes(train=y_tr, val=y_va, test=y_te)
+
+
 def prepare(data_dir: Path, out_dir: Path, seed: int, val_fraction: float, test_fraction: float,
             datasets: list[str] | None = None) -> dict:
     """Write the splits of every registered dataset (or of ``datasets``) to ``out_dir/<name>/``; the user's
-    datasets (USER_DATASETS) only where ``data_dir/<name>/`` exists, unless named in ``datasets``."""
+    datasets (USER_DATASETS) only where ``data_dir/<name>/`` exists, unless named in ``datasets``. Datasets
+    added as files in dlzoo/data/sources/ are registered too (dlzoo.data.registry)."""
+    from dlzoo.data.registry import list_datasets
+
     check_params({"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction})
 
     def arr(*parts):
         return load_array(data_dir.joinpath(*parts), DATA_FIX_HINT)
 
-    names = datasets or [*PREPARERS, *(n for n in USER_DATASETS if (data_dir / n).is_dir())]
-    return {name: PREPARERS[name](arr, out_dir / name, seed, val_fraction, test_fraction) if name in PREPARERS
+    sources = list_datasets()
+    names = datasets or [*PREPARERS, *sources, *(n for n in USER_DATASETS if (data_dir / n).is_dir())]
+    unknown = sorted(set(names) - set(PREPARERS) - set(sources) - set(USER_DATASETS))
+    if unknown:
+        raise ConfigError(f"unknown dataset(s) {unknown}; choose from {sorted({*PREPARERS, *sources, *USER_DATASETS})}")
+    args = (seed, val_fraction, test_fraction)
+    return {name: PREPARERS[name](arr, out_dir / name, *args) if name in PREPARERS
+            else _prepare_source(name, data_dir, out_dir / name, *args) if name in sources
             else _prepare_user(name, data_dir / name, out_dir / name, seed, val_fraction) for name in names}
 
 
@@ -212,13 +243,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=None, help="params file (default: <project>/params.yaml)")
     ap.add_argument("--data", type=Path, default=None, help="raw data folder (default: <project>/data)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: <project>/artifacts/splits)")
+    ap.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                    help="prepare only these datasets (default: all of them)")
     args = ap.parse_args(argv)
     root = project_root()
     from omegaconf import OmegaConf
 
     params = OmegaConf.to_container(OmegaConf.load(args.params or root / "params.yaml").prepare)
     try:
-        summary = prepare(args.data or root / "data", args.out or root / "artifacts" / "splits", **params)
+        summary = prepare(args.data or root / "data", args.out or root / "artifacts" / "splits", **params,
+                          datasets=args.datasets)
     except DlzooError as exc:
         raise SystemExit(f"error: {exc}") from None
     print(json.dumps(summary))

@@ -95,6 +95,10 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
     if cfg.train.get("compile"):
         net.compile()  # in place: state_dict keys stay as they are (no `_orig_mod.` prefix in checkpoints)
     n_flops = builders.count_flops(net, dm.input_shape)
+    if not cfg.train.get("compile"):
+        # Lightning's model summary counts FLOPs (and shows in/out sizes) on this input; without one its
+        # FLOPs column reads 0 for every layer
+        task.example_input_array = builders.example_input(net, dm.input_shape)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     run_file = output_dir / "mlflow_run.json"
@@ -137,7 +141,9 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
                                       run_id=job.run_id, synchronous=False,
                                       flush_every_s=cfg.logger.get("flush_every_s", 5.0)) if rank0 else None
         history = EpochHistory()
-        trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
+        trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+        trainer_kwargs["profiler"] = builders.build_profiler(trainer_kwargs.get("profiler"), output_dir / "profiler")
+        trainer = pl.Trainer(**trainer_kwargs, logger=logger or False,
                              callbacks=[*_rank_callbacks(builders.build_callbacks(cfg, ckpt_dir), rank0), history],
                              default_root_dir=str(output_dir))
         job.log_param("data.global_batch_size", cfg.data.batch_size * trainer.world_size)
@@ -163,6 +169,8 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
             info["test"] = {k: float(v) for k, v in results.items()}
             if rank0 and getattr(task, "test_confusion", None) is not None:  # classification tasks
                 log_confusion_matrix(task.test_confusion, output_dir, cfg.data.name)
+        if rank0 and trainer_kwargs["profiler"] is not None:  # Lightning's profiler reports (debug=profiler)
+            job.log_artifacts(str(output_dir / "profiler"), "profiler")
         if rank0:
             (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
     except BaseException as exc:  # noqa: BLE001 -- every way out must close the MLflow run

@@ -34,16 +34,24 @@ class ArrayDataModule(pl.LightningDataModule):
     """Batches of ``(x, y)``; x is (N, C, H, W) for images and (N, 1, L) for 1-D signals."""
 
     OUTPUTS = NUM_CLASSES  # dataset -> number of network outputs (subclasses for other tasks replace it)
+    TASK = "classify"  # the datasets registered in dlzoo/data/sources/ for this task are accepted too
+
+    @classmethod
+    def known_outputs(cls) -> dict[str, int]:
+        from dlzoo.data.registry import outputs
+
+        return {**outputs(cls.TASK), **cls.OUTPUTS}
 
     def __init__(self, name: str, splits_dir: str | Path, batch_size: int = 64, num_workers: int = 0,
                  image_size: int | None = None, seed: int = 0, standardize: bool = True,
                  augment: dict | None = None):
         super().__init__()
-        if name not in self.OUTPUTS:
-            raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(self.OUTPUTS)}")
+        known = self.known_outputs()
+        if name not in known:
+            raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(known)}")
         self.name, self.splits_dir = name, Path(splits_dir)
         self.batch_size, self.num_workers, self.image_size, self.seed = batch_size, num_workers, image_size, seed
-        self.num_classes = self.OUTPUTS[name]
+        self.num_classes = known[name]
         self.standardize = standardize
         # set by dlzoo.builders from the trainer: page-locked batches when they go to a CUDA GPU
         self.pin_memory = False
@@ -89,7 +97,8 @@ class ArrayDataModule(pl.LightningDataModule):
                 ds.tensors = ((ds.tensors[0] - self.stats[0]) / self.stats[1], ds.tensors[1])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.augment.active and self.trainer is not None and self.trainer.training:
+        # (x, y) training batches only: Lightning's model summary sends the task's example input (x,) here too
+        if self.augment.active and self.trainer is not None and self.trainer.training and len(batch) == 2:
             x, y = batch
             fill = (0.0 - self.stats[0]) / self.stats[1]  # where raw inputs are 0 (background), after scaling
             if self.permutation is None:

@@ -20,6 +20,7 @@ class RegressionDataModule(ArrayDataModule):
     """Batches of ``(x, y)``: x (B, F) float features, y (B,) float targets."""
 
     OUTPUTS = {"diabetes": 1, "synth1d": 1}
+    TASK = "regress"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

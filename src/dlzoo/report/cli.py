@@ -18,8 +18,7 @@ from pathlib import Path
 from dlzoo.paths import project_root
 from dlzoo.report.leaderboard import by_dataset, console_table, load_rows, markdown, score_key
 
-UI_HINT = ("make ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000), "
-           "then open")
+UI_HINT = "`make ui`, then"
 TITLE = "dlzoo report"
 
 
@@ -96,27 +95,42 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics-dir", type=Path, default=None, help="folder of metrics JSONs (default: metrics/)")
     ap.add_argument("--out", type=Path, default=None, help="report folder (default: reports/)")
     ap.add_argument("--print-only", action="store_true", help="print the leaderboard, write nothing")
+    ap.add_argument("--quiet", action="store_true",
+                    help="write the report without printing the leaderboard (the pipeline's stage: `make run` "
+                         "prints it once, after `dvc repro`, also when the stage was up to date)")
     ap.add_argument("--tracking-uri", default=None,
                     help="MLflow store to read runs from (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     args = ap.parse_args(argv)
     root = project_root()
     metrics_dir = args.metrics_dir or root / "metrics"
+    out = args.out or root / "reports"
     if args.print_only:
         rows = load_rows(metrics_dir)
         if not rows:
             sys.exit(f"error: no metrics in {metrics_dir}: run `dvc repro` first")
         groups = by_dataset(rows)
     else:
-        out = args.out or root / "reports"
         groups = build(metrics_dir, out, args.tracking_uri)
-        print(f"report: {out / 'index.html'} (and README.md)")
-    print("\nLeaderboard (test split):")
-    print(console_table(groups))
-    print(f"\nMLflow UI: {UI_HINT}")
-    from dlzoo.tracking import mlflow_utils as mu
+    if not args.quiet:
+        print("\nLeaderboard (test split):")
+        print(console_table(groups))
+        from dlzoo.tracking import mlflow_utils as mu
 
-    for link in mu.experiment_links(mu.tracking_uri(args.tracking_uri)) or [mu.ui_url()]:
-        print(f"  {link}")
+        links = mu.experiment_links(mu.tracking_uri(args.tracking_uri))
+        if links:
+            print("\nMLflow experiments (Model-training view):")
+            print("\n".join(f"  {link}" for link in links))
+    print(where_line(out, root))
+
+
+def where_line(out: Path, root: Path) -> str:
+    """The last line a report command prints: where the report and the MLflow UI are."""
+    from dlzoo.tracking.mlflow_utils import ui_url
+
+    page = out / "index.html"
+    shown = page.relative_to(root) if page.is_relative_to(root) else page
+    report = f"Report: {shown}" if page.exists() else "Report: not built yet (`dvc repro report`)"
+    return f"\n{report} | MLflow UI: {UI_HINT} {ui_url()}"
 
 
 if __name__ == "__main__":
