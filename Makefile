@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup data run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup lock data run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
@@ -27,15 +27,29 @@ help:
 	@echo "make ui         MLflow UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "make mlflow-server  a shared MLflow tracking server on http://127.0.0.1:$(SERVER_PORT)"
 	@echo "make data       materialise data/ and check it against data.dvc"
+	@echo "make lock       refresh requirements.lock (the exact versions make setup installs) from .venv"
 	@echo "make params     re-compose params.yaml from conf/ (after editing conf/ defaults)"
 
-$(STAMP): pyproject.toml
+# requirements.lock: the exact versions of the recorded results, as pip constraints (see its header)
+LOCK := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[dev]'
 	@touch $@
 
 setup: $(STAMP)
+
+# Refresh requirements.lock from .venv: install pyproject.toml's ranges (without the lock; upgrade a package
+# first with `.venv/bin/pip install -U NAME` to move it), then freeze every version, local labels (+cpu) dropped.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@{ sed -n '1,/^$$/p' $(LOCK); $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//'; } \
+		> $(LOCK).new && mv $(LOCK).new $(LOCK)
+	@touch $(STAMP)
+	@echo "$(LOCK): $$(grep -c '==' $(LOCK)) pinned packages"
 
 # data/ is DVC-tracked (data.dvc). With a DVC remote configured it is pulled; otherwise it is rebuilt from
 # the packages that embed it, which is byte-identical, and then checked against data.dvc.
