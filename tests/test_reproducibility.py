@@ -121,3 +121,37 @@ def test_makefile_installs_with_the_lock(makefile_target):
         assert "pip install -q -c requirements.lock -e '.[dev]'" in text
     else:
         assert "pip freeze --exclude-editable" in text and "requirements.lock.new" in text
+
+
+def _data_project(tmp_path: Path, lock_lines: list[str]) -> Path:
+    import subprocess
+
+    proj = tmp_path / "dataproj"
+    (proj / "conf").mkdir(parents=True)
+    (proj / "dvc.yaml").write_text("stages: {}\n")
+    (proj / "data").mkdir()
+    (proj / "data" / "x.txt").write_text("built here\n")
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=proj, check=True)
+    subprocess.run(["dvc", "add", "-q", "data"], cwd=proj, check=True)
+    (proj / "data" / "x.txt").write_text("built elsewhere, differently\n")  # data/ no longer what data.dvc says
+    (proj / "requirements.lock").write_text("# test lock\n\n" + "\n".join(lock_lines) + "\n")
+    return proj
+
+
+def test_data_check_names_the_packages_that_differ_from_the_lock(tmp_path):
+    numpy, sklearn = metadata.version("numpy"), metadata.version("scikit-learn")
+    proj = _data_project(tmp_path, ["numpy==0.0.1", f"scikit-learn=={sklearn}", "mnist1d==9.9"])
+    recorded = (proj / "data.dvc").read_text()
+    r = run_cli(["-m", "dlzoo.data.check"], proj, env={"DLZOO_ROOT": str(proj)})
+    assert r.returncode != 0
+    assert "does not match data.dvc" in r.stderr
+    assert f"numpy {numpy} (lock 0.0.1)" in r.stderr
+    assert f"mnist1d {metadata.version('mnist1d')} (lock 9.9)" in r.stderr
+    assert "scikit-learn" not in r.stderr  # installed at the locked version
+    assert (proj / "data.dvc").read_text() == recorded  # restored
+
+
+def test_data_check_with_the_locked_versions_blames_an_edit(tmp_path):
+    proj = _data_project(tmp_path, [f"numpy=={metadata.version('numpy')}"])
+    r = run_cli(["-m", "dlzoo.data.check"], proj, env={"DLZOO_ROOT": str(proj)})
+    assert r.returncode != 0 and "match requirements.lock, so data/ was probably edited" in r.stderr
