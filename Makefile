@@ -14,10 +14,11 @@ export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup lock data run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup lock data run run-seeds run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
+	@echo "make run-seeds  make run, then the default matrix again at the seeds of pipeline.seeds; mean ± std in the report"
 	@echo "make run-extra  the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO; extra/dvc.yaml), then the report"
 	@echo "make claims     the lecture-claims suite (claims/dvc.yaml): every claim run with a verdict -> reports/claims.md"
 	@echo "make test       set up and run the test suite (not the slow tests)"
@@ -68,6 +69,13 @@ report:
 	@python -m dlzoo.report --print-only
 
 run: repro
+	@python -m dlzoo.report --print-only
+
+# the default matrix at the seeds of pipeline.seeds besides each experiment's own (seeds/dvc.yaml; about twice
+# the training time of `make run` with two extra seeds), then the report with mean ± std (n) over the seeds
+run-seeds: repro
+	dvc repro seeds/dvc.yaml
+	dvc repro --single-item --force report
 	@python -m dlzoo.report --print-only
 
 # the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO: ~10 min more on 2 cores), then the report again with it

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, copy_project
 
 COPY = ["conf", "src", "dvc.yaml", "data.dvc", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore", ".gitignore"]
 
@@ -51,13 +51,7 @@ def _shrink(proj: Path) -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     proj = tmp_path_factory.mktemp("pipeline")
-    for rel in COPY:
-        src = ROOT / rel
-        if src.is_dir():
-            shutil.copytree(src, proj / rel, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif src.exists():
-            (proj / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, proj / rel)
+    copy_project(proj, COPY)
     shutil.copytree(ROOT / "data", proj / "data")
     _shrink(proj)
     py = sys.executable
