@@ -10,6 +10,7 @@ import hashlib
 import logging
 import platform
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -129,8 +130,6 @@ def gpu_tags() -> dict[str, str]:
 
 def environment_tags() -> dict[str, str]:
     """The ``env.*`` tags of a run (call after :func:`pin_threads`: the thread count is read from torch)."""
-    import sys
-
     import torch
 
     tags = {"env.python": platform.python_version(), "env.platform": f"{sys.platform}-{platform.machine()}"}
