@@ -80,8 +80,12 @@ def test_run_seeds_trains_each_experiment_at_the_other_seeds_and_the_report_show
     board = json.loads((tiny_repo / "reports/leaderboard.json").read_text())["digits"][0]
     accs = [own["test/acc"], *(m["test/acc"] for m in seeded)]
     assert board["seeds"] == 3 and board["test/acc/mean"] == pytest.approx(statistics.fmean(accs))
-    assert f"{statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f} (3)" in (
-        tiny_repo / "reports/README.md").read_text()
+    report = (tiny_repo / "reports/README.md").read_text()
+    assert f"{statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f} (3)" in report
+    # the machine the runs came from, from their env.* tags
+    from dlzoo.tracking.environment import cpu_isa
+
+    assert "Trained on: " in report and f"({cpu_isa()}), 2 threads, torch " in report
 
 
 SEED_BARS = ROOT / "benchmarks/seed_bars.py"
