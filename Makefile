@@ -14,11 +14,12 @@ export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup data trainer gpu-check postgres run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup lock data trainer gpu-check postgres run run-seeds run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
 	@echo "                TRAINER=gpu (ddp, mps): train its stages on that preset of conf/trainer/"
+	@echo "make run-seeds  make run, then the default matrix again at the seeds of pipeline.seeds; mean ± std in the report"
 	@echo "make run-extra  the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO; extra/dvc.yaml), then the report"
 	@echo "make claims     the lecture-claims suite (claims/dvc.yaml): every claim run with a verdict -> reports/claims.md"
 	@echo "make test       set up and run the test suite (not the slow tests)"
@@ -29,15 +30,29 @@ help:
 	@echo "make ui         MLflow UI on http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning"
 	@echo "make mlflow-server  a shared MLflow tracking server on http://127.0.0.1:$(SERVER_PORT)"
 	@echo "make data       materialise data/ and check it against data.dvc"
+	@echo "make lock       refresh requirements.lock (the exact versions make setup installs) from .venv"
 	@echo "make params     rewrite params.yaml (DVC params: pipeline lists, prepare, per-experiment overrides) from conf/"
 
-$(STAMP): pyproject.toml
+# requirements.lock: the exact versions of the recorded results, as pip constraints (see its header)
+LOCK := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[dev]'
 	@touch $@
 
 setup: $(STAMP)
+
+# Refresh requirements.lock from .venv: install pyproject.toml's ranges (without the lock; upgrade a package
+# first with `.venv/bin/pip install -U NAME` to move it), then freeze every version, local labels (+cpu) dropped.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@{ sed -n '1,/^$$/p' $(LOCK); $(BIN)/python -m pip freeze --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//'; } \
+		> $(LOCK).new && mv $(LOCK).new $(LOCK)
+	@touch $(STAMP)
+	@echo "$(LOCK): $$(grep -c '==' $(LOCK)) pinned packages"
 
 # data/ is DVC-tracked (data.dvc). With a DVC remote configured it is pulled; otherwise it is rebuilt from
 # the packages that embed it, which is byte-identical, and then checked against data.dvc.
@@ -71,6 +86,13 @@ report:
 	@python -m dlzoo.report --print-only
 
 run: repro
+	@python -m dlzoo.report --print-only
+
+# the default matrix at the seeds of pipeline.seeds besides each experiment's own (seeds/dvc.yaml; about twice
+# the training time of `make run` with two extra seeds), then the report with mean ± std (n) over the seeds
+run-seeds: repro
+	dvc repro seeds/dvc.yaml
+	dvc repro --single-item --force report
 	@python -m dlzoo.report --print-only
 
 # the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO: ~10 min more on 2 cores), then the report again with it

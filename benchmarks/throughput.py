@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for name in args.models.split(","):
-            cfg = compose([*MODELS[name], *COMMON, f"trainer.max_epochs={args.epochs}", f"logger.tracking_uri={store}"])
+            cfg = compose([*MODELS[name], *COMMON, f"trainer.max_epochs={args.epochs}", f"logger.tracking_uri={store}",
+                           f"runtime.threads={args.threads or 'null'}"])  # the pipeline arm at the raw loop's count
             OmegaConf.set_readonly(cfg, False)
             raw, ours, floor = [], [], []
             for rep in range(args.repeats):

@@ -54,6 +54,17 @@ def project(tmp_path, splits_dir, monkeypatch) -> Path:
     return proj
 
 
+def copy_project(dst: Path, rels: list[str]) -> None:
+    """Copy these files and folders of the project (without caches) into ``dst``."""
+    for rel in rels:
+        src = ROOT / rel
+        if src.is_dir():
+            shutil.copytree(src, dst / rel, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.exists():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst / rel)
+
+
 def compose(overrides: list[str] | None = None):
     from dlzoo.configure import compose as _compose
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, copy_project
 
 COPY = ["conf", "src", "dvc.yaml", "data.dvc", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore", ".gitignore"]
 
@@ -52,13 +52,7 @@ def git_project(proj: Path, shrink) -> Path:
     """A git repository at ``proj``: a copy of the project, cut down by ``shrink(proj)``, its params.yaml
     rewritten from the cut-down conf/, committed, with data/ checked against data.dvc (and so in the cache)."""
     proj.mkdir(parents=True, exist_ok=True)
-    for rel in COPY:
-        src = ROOT / rel
-        if src.is_dir():
-            shutil.copytree(src, proj / rel, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif src.exists():
-            (proj / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, proj / rel)
+    copy_project(proj, COPY)
     shutil.copytree(ROOT / "data", proj / "data")
     shrink(proj)
     py = sys.executable

@@ -38,6 +38,7 @@ PRECISIONS = {"32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true",
 # key (dotted) -> (check, what is allowed). A key that is absent from the config is not checked.
 RULES: dict[str, tuple[Check, str]] = {
     "seed": NON_NEG_INT,
+    "runtime.threads": OPT_POS_INT,
     "logger.flush_every_s": NON_NEGATIVE,
     "logger.system_metrics": (lambda v: isinstance(v, bool), "true or false"),
     "logger.system_metrics_interval_s": POSITIVE,

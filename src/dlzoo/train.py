@@ -77,9 +77,11 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
 
     from dlzoo import builders
     from dlzoo.tracking import mlflow_utils as mu
+    from dlzoo.tracking.environment import environment_tags, pin_threads
     from dlzoo.tracking.logger import BufferedMLFlowLogger
     from dlzoo.training.history import EpochHistory
 
+    pin_threads(OmegaConf.select(cfg, "runtime.threads"))  # before anything is built (runtime.threads)
     rank0 = rank_zero_only.rank == 0
     uri = mu.tracking_uri(cfg.logger.get("tracking_uri"))
     if rank0:
@@ -106,7 +108,7 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
     tags = mu.provenance_tags(overrides) | {
         "dlzoo.task": cfg.task, "dlzoo.dataset": cfg.data.name, "dlzoo.model": cfg.model.name,
         "dlzoo.name": str(cfg.get("name") or ""), "dlzoo.output_dir": str(output_dir.resolve()),
-    } | (extra_tags or {})
+    } | environment_tags() | (extra_tags or {})
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     job = mu.JobRun(uri, rank0)

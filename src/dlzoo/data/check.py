@@ -2,8 +2,9 @@
 
 ``dvc status`` cannot hash a workspace folder whose cache entry is missing (a fresh clone), so this runs
 ``dvc commit -f data.dvc``, which hashes ``data/`` and caches it, and compares the recorded md5 before and
-after. A mismatch restores ``data.dvc`` and fails with both hashes: the embedded datasets were built
-differently here (other package versions), and the result would not be the data the runs were tracked on.
+after. A mismatch restores ``data.dvc`` and fails with both hashes and the installed packages whose versions
+differ from ``requirements.lock``: the embedded datasets were built differently here, and the result would
+not be the data the runs were tracked on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,20 @@ import subprocess
 import sys
 
 from dlzoo.paths import project_root
+from dlzoo.tracking.environment import LOCK_FILE, describe_drift, lock_drift, lock_path
 from dlzoo.tracking.mlflow_utils import data_version
+
+
+def why_different(root) -> str:
+    """What may have built the data differently: the packages whose installed versions are not the lock's."""
+    lock = lock_path(root)
+    if lock is None:
+        return f"no {LOCK_FILE} to compare the installed versions with; check the scikit-learn / mnist1d / numpy versions"
+    drift = lock_drift(lock)
+    if not drift:
+        return f"the installed packages match {lock.name}, so data/ was probably edited"
+    return (f"these packages differ from {lock.name}: {describe_drift(drift)}; install the locked versions with "
+            f"`pip install -c {lock.name} -e .` (what `make setup` does)")
 
 
 def main() -> None:
@@ -29,8 +43,8 @@ def main() -> None:
     if after != before:
         dvc_file.write_text(before_text)
         sys.exit(f"error: data/ (md5 {after}) does not match data.dvc (md5 {before}). The embedded datasets were "
-                 "built differently on this machine (check the scikit-learn / mnist1d / numpy versions), or data/ "
-                 "was edited: run `make data` again, or `dvc pull` from a remote.")
+                 f"built differently on this machine, or data/ was edited: {why_different(root)}. Then run "
+                 "`make data` again, or `dvc pull` from a remote.")
     print(f"data/ matches data.dvc (md5 {after})")
 
 

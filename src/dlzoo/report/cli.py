@@ -80,9 +80,14 @@ def build(metrics_dir: Path, out: Path, tracking_uri: str | None = None) -> dict
 
     extra = [text for section in SECTIONS if (text := section(rows, out))]
     ranked = ", ".join(f"{d} by {score_key(rs)}" for d, rs in groups.items())
+    notes = ("Where an experiment was trained at several seeds (`make run-seeds`), *mean ± std (n)* is over its own "
+             "run and those (sample standard deviation), and the ranking uses the mean. "
+             if any(r.get("seeds") for rs in groups.values() for r in rs) else "")
+    machines = sorted({r["machine"] for rs in groups.values() for r in rs if r.get("machine")})
+    notes += f"Trained on: {'; '.join(machines)}. " if machines else ""
     text = (f"# {TITLE}\n\nTest-split results of the pipeline's experiments (`dvc repro`), best first ({ranked}). "
             "Every row names its MLflow run (`make ui`, then search `attributes.run_id = '<id>'`); config, FLOPs "
-            "and training time (s) are read from that run.\n\n"
+            f"and training time (s) are read from that run. {notes}\n\n"
             + markdown(groups) + "\n" + "\n\n".join(images) + "\n"
             + "".join(f"\n{t.rstrip()}\n" for t in extra))
     (out / "README.md").write_text(text)

@@ -23,6 +23,16 @@ def key_config(params: dict[str, str]) -> str:
     return " ".join(p for p in parts if p)
 
 
+def machine(tags: dict[str, str]) -> str | None:
+    """Where a run was trained, from its ``env.*`` tags (dlzoo.tracking.environment), e.g.
+    ``AMD EPYC (AVX2,AVX-512), 2 threads, torch 2.13.0+cpu``; None for a run without them."""
+    if "env.cpu" not in tags:
+        return None
+    gpu = tags.get("env.gpu", "none")
+    return (f"{tags['env.cpu']} ({tags.get('env.cpu_isa', '?')}), {tags.get('env.torch_threads', '?')} threads, "
+            f"torch {tags.get('env.torch', '?')}" + ("" if gpu == "none" else f", {gpu}"))
+
+
 def enrich(rows: list[dict], uri: str | None = None) -> list[str]:
     """Add ``config``, ``flops``, ``train_time_s``, ``status`` and ``curve`` (``[(epoch, value)]`` of
     ``curve_metric``) to each row from its MLflow run. Returns warnings for rows whose run is not there."""
@@ -44,6 +54,8 @@ def enrich(rows: list[dict], uri: str | None = None) -> list[str]:
         params, metrics = run.data.params, run.data.metrics
         row["config"] = key_config(params)
         row["status"] = run.info.status
+        if where := machine(run.data.tags):
+            row["machine"] = where
         if "model/flops" in metrics:
             row["flops"] = int(metrics["model/flops"])
         if "time/epoch_s" in metrics and row.get("epochs"):
