@@ -14,12 +14,13 @@ export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup data run run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup data run run-extra claims claims-all repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
 	@echo "make run-extra  the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO; extra/dvc.yaml), then the report"
-	@echo "make claims     the lecture-claims suite (claims/dvc.yaml): every claim run with a verdict -> reports/claims.md"
+	@echo "make claims     the lecture-claims suite (claims/dvc.yaml) but its slow claims: verdicts -> reports/claims.md"
+	@echo "make claims-all the whole lecture-claims suite, the slow claims (WGAN, attention vs CNN, ...) too"
 	@echo "make test       set up and run the test suite (not the slow tests)"
 	@echo "make test-slow  the slow tests (accuracy bars of the real pipeline configs)"
 	@echo "make bench      benchmarks: throughput vs a raw PyTorch loop, start-up, latency/memory (benchmarks/results/)"
@@ -65,6 +66,12 @@ run-extra: data
 # the lecture-claims suite (conf/claims/, claims/dvc.yaml): trains each claim's runs, judges it, then the report
 # again with reports/claims.md. Claims on compression results reproduce those stages of the default pipeline first.
 claims: data
+	dvc repro claims/dvc.yaml:claims claims/dvc.yaml:claims_on_results
+	dvc repro --single-item --force report
+	@python -m dlzoo.claims --summary
+
+# every claim, the slow ones (pipeline.claims_slow) too
+claims-all: data
 	dvc repro claims/dvc.yaml
 	dvc repro --single-item --force report
 	@python -m dlzoo.claims --summary

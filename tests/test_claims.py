@@ -113,7 +113,7 @@ def test_every_claim_file_loads_and_every_run_composes_and_validates():
 
     names = claim_names()
     params = OmegaConf.load(project_root() / "params.yaml").pipeline
-    assert sorted([*params.claims, *params.claims_on_results]) == names  # every claim is in the suite, once
+    assert sorted([*params.claims, *params.claims_slow, *params.claims_on_results]) == names  # each in the suite, once
     assert sorted(load_claim(n)["number"] for n in names) == list(range(1, len(names) + 1))
     for name in names:
         spec = load_claim(name)
@@ -121,6 +121,8 @@ def test_every_claim_file_loads_and_every_run_composes_and_validates():
             cfg = compose([*base_overrides(spec), f"logger.experiment_name={EXPERIMENT}", *variant["overrides"], "seed=0"])
             validate(cfg)
         assert bool(spec["variants"]) != (name in params.claims_on_results)
+        if spec["variants"]:  # a training claim: enough seeds for an interval, each seed training every variant
+            assert len(set(spec["seeds"])) >= 3, name
 
 
 @pytest.mark.parametrize("body, message", [
@@ -286,6 +288,7 @@ def test_claims_pipeline_has_a_stage_per_claim(root):
     params = OmegaConf.load(root / "params.yaml").pipeline
     stages = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
     assert stages == {*(f"claims/dvc.yaml:claims@{n}" for n in params.claims),
+                      *(f"claims/dvc.yaml:claims_slow@{n}" for n in params.claims_slow),
                       *(f"claims/dvc.yaml:claims_on_results@{n}" for n in params.claims_on_results)}
 
 
@@ -295,3 +298,57 @@ def test_a_claim_on_missing_pipeline_results_names_the_file_and_the_command(tmp_
 
     with pytest.raises(DataError, match=r"metrics/compress/digits_lenet5.json is missing.*dvc repro compress@digits_lenet5"):
         load_inputs({"name": "compression", "inputs": {"lenet5": "metrics/compress/digits_lenet5.json"}}, tmp_path)
+
+
+def test_weight_measures_tell_sparse_from_small_weights():
+    from dlzoo.claims.measures import weights
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 50), torch.nn.Linear(50, 2))
+    with torch.no_grad():
+        net[0].weight.fill_(0.5)
+        net[0].weight[:, :2] = 1e-4  # half the first layer's weights near zero: 100 of 300
+        net[1].weight.fill_(-2.0)
+        net[0].bias.fill_(0.0)  # biases are not counted
+    w = weights(net, None)
+    assert w["sparsity"] == pytest.approx(100 / 300)
+    assert w["norm"] == pytest.approx(math.sqrt(100 * 0.5 ** 2 + 100 * 1e-8 + 100 * 4.0))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(0.1)  # uniformly smaller: the same sparsity (relative to each layer's largest), a tenth the norm
+    small = weights(net, None)
+    assert small["sparsity"] == pytest.approx(w["sparsity"]) and small["norm"] == pytest.approx(w["norm"] / 10)
+
+
+def test_dropout_scaling_measures_inverted_dropout_and_needs_a_dropout_layer():
+    from types import SimpleNamespace
+
+    from dlzoo.claims.measures import dropout_scaling
+
+    x = torch.rand(512, 1, 8, 8) + 0.5
+    dm = SimpleNamespace(datasets={"val": torch.utils.data.TensorDataset(x, torch.zeros(512))})
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                              torch.nn.Linear(256, 10))
+    torch.nn.init.uniform_(net[1].weight, 0.0, 0.1)  # positive activations: a mean far from 0
+    r = dropout_scaling(net, dm)
+    assert r["p"] == 0.3 and r["zeroed"] == pytest.approx(0.3, abs=0.01)  # 131k units: sampling error ~0.001
+    assert r["train_over_eval"] == pytest.approx(1.0, abs=0.02)  # not 0.7: the kept units are scaled by 1/0.7
+    assert not net[3].training  # left in eval mode
+    with pytest.raises(ValueError, match="no dropout layer"):
+        dropout_scaling(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), dm)
+
+
+def test_train_samples_is_a_seeded_subset_of_the_training_split(splits_dir):
+    from dlzoo.data.datamodule import ArrayDataModule
+
+    def train_x(n, seed):
+        dm = ArrayDataModule("digits", splits_dir, seed=seed, standardize=False, train_samples=n)
+        dm.setup()
+        return dm.datasets["train"].tensors[0], len(dm.datasets["val"])
+
+    full, n_val = train_x(None, 0)
+    a, a_val = train_x(150, 0)
+    assert len(a) == 150 and a_val == n_val  # validation stays whole
+    assert torch.equal(a, train_x(150, 0)[0]) and not torch.equal(a, train_x(150, 1)[0])  # the seed picks them
+    assert all(any(torch.equal(row, f) for f in full) for row in a[:5])  # drawn from the training split
+    with pytest.raises(ConfigError, match=rf"data.train_samples=5000 is larger than the {len(full)} training samples"):
+        train_x(5000, 0)
