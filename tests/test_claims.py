@@ -352,3 +352,20 @@ def test_train_samples_is_a_seeded_subset_of_the_training_split(splits_dir):
     assert all(any(torch.equal(row, f) for f in full) for row in a[:5])  # drawn from the training split
     with pytest.raises(ConfigError, match=rf"data.train_samples=5000 is larger than the {len(full)} training samples"):
         train_x(5000, 0)
+
+
+def test_threads_option_sets_torch_threads_and_the_runs_thread_key_where_there_is_one(root):
+    from omegaconf import OmegaConf
+
+    from dlzoo.claims.runner import thread_overrides
+
+    before = torch.get_num_threads()
+    try:
+        assert thread_overrides(OmegaConf.create({"seed": 0}), None) == [] and torch.get_num_threads() == before
+        assert thread_overrides(OmegaConf.create({"seed": 0}), 2) == [] and torch.get_num_threads() == 2
+        assert thread_overrides(OmegaConf.create({"runtime": {"threads": None}}), 1) == ["runtime.threads=1"]
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    r = run_cli(["-m", "dlzoo.claims", "warmup", "--threads", "0"], root, timeout=60)
+    assert r.returncode != 0 and "--threads 0: give an integer >= 1" in r.stderr
