@@ -369,3 +369,13 @@ def test_threads_option_sets_torch_threads_and_the_runs_thread_key_where_there_i
         torch.set_num_threads(before)
     r = run_cli(["-m", "dlzoo.claims", "warmup", "--threads", "0"], root, timeout=60)
     assert r.returncode != 0 and "--threads 0: give an integer >= 1" in r.stderr
+
+
+def test_wall_time_estimate_scales_recorded_run_times_to_the_current_seeds():
+    from dlzoo.claims.cli import estimate_minutes
+
+    spec = {"variants": {"a": {}, "b": {}}, "seeds": [0, 1, 2, 3, 4]}
+    recorded = {"variants": {"a": {"0": {"seconds": 30.0}, "1": {"seconds": 42.0}}, "b": {"0": {"seconds": 12.0}}}}
+    assert estimate_minutes(spec, recorded) == pytest.approx((36.0 + 12.0) * 5 / 60)
+    assert estimate_minutes({"variants": {"a": {}, "new": {}}, "seeds": [0]}, recorded) is None  # never run
+    assert estimate_minutes(spec, None) is None and estimate_minutes({"variants": {}}, None) == 0.0

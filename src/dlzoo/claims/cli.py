@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="merge the verdict JSONs of two results folders (e.g. 1 and 2 threads) into --out-dir")
     ap.add_argument("--out-dir", type=Path, default=None,
                     help=f"with --combine: where the merged verdict JSONs go (default: {METRICS_DIR}/)")
+    ap.add_argument("--estimate", action="store_true",
+                    help=f"estimate each claim's wall time at its current seeds from the run times in {METRICS_DIR}/")
     ap.add_argument("--recheck", action="store_true",
                     help="re-judge the runs recorded in the verdict JSON with the claim file's current checks (no training)")
     args = ap.parse_args(argv)
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.summary:
             return print_summary(root / METRICS_DIR)
+        if args.estimate:
+            return print_estimate(root / METRICS_DIR)
         if args.combine:
             from dlzoo.claims.combine import combine_dirs
 
@@ -114,3 +118,37 @@ def print_summary(folder: Path) -> None:
     timed = [r["wall_s"] for r in results if r.get("wall_s") is not None]
     took = f"; {sum(timed) / 60:.1f} min of runs for the {len(timed)} timed" if timed else ""
     print(f"\n{len(results)} claims{took}; details and plots: reports/claims.md (after the report stage)")
+
+
+def estimate_minutes(spec: dict, recorded: dict | None) -> float | None:
+    """Minutes the claim's runs would take at its current seeds: each variant's mean recorded run time (the
+    ``seconds`` of each run in its verdict JSON) times the seeds; None when a variant has no recorded run (the
+    settings of a recorded variant may have changed since: the estimate does not know)."""
+    if not spec["variants"]:
+        return 0.0
+    if not recorded:
+        return None
+    total = 0.0
+    for vname in spec["variants"]:
+        times = [r["seconds"] for r in recorded.get("variants", {}).get(vname, {}).values() if r.get("seconds")]
+        if not times:
+            return None
+        total += sum(times) / len(times) * len(spec["seeds"])
+    return total / 60
+
+
+def print_estimate(folder: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from dlzoo.claims.spec import load_claim
+
+    pipeline = OmegaConf.load(project_root() / "params.yaml").pipeline
+    for group in ("claims", "claims_slow", "claims_on_results"):
+        known, unknown = 0.0, []
+        for name in pipeline.get(group) or []:
+            path = folder / f"{name}.json"
+            minutes = estimate_minutes(load_claim(name), json.loads(path.read_text()) if path.exists() else None)
+            print(f"{group:18s} {name:24s} " + (f"{minutes:6.1f} min" if minutes is not None else "   n/a (no runs recorded)"))
+            known += minutes or 0.0
+            unknown += [name] if minutes is None else []
+        print(f"{group}: {known:.1f} min of runs" + (f", plus {', '.join(unknown)} (not recorded)" if unknown else "") + "\n")
