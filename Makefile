@@ -14,14 +14,16 @@ export DEBIAN_FRONTEND := noninteractive
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help setup lock data trainer gpu-check postgres run run-seeds run-extra claims repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
+.PHONY: help setup lock data trainer gpu-check postgres run run-seeds run-extra claims claims-all claims-threads repro report browser bench bench-pipeline test test-slow test-all ui mlflow-server params clean
 
 help:
 	@echo "make run        set up .venv, materialise data/, run the whole pipeline (dvc repro), print the leaderboard"
 	@echo "                TRAINER=gpu (ddp, mps): train its stages on that preset of conf/trainer/"
 	@echo "make run-seeds  make run, then the default matrix again at the seeds of pipeline.seeds; mean ± std in the report"
 	@echo "make run-extra  the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO; extra/dvc.yaml), then the report"
-	@echo "make claims     the lecture-claims suite (claims/dvc.yaml): every claim run with a verdict -> reports/claims.md"
+	@echo "make claims     the lecture-claims suite (claims/dvc.yaml) but its slow claims: verdicts -> reports/claims.md"
+	@echo "make claims-all the whole lecture-claims suite, the slow claims (WGAN, attention vs CNN, ...) too"
+	@echo "make claims-threads  make claims' training claims at 1 and 2 torch threads, verdicts combined"
 	@echo "make test       set up and run the test suite (not the slow tests)"
 	@echo "make test-slow  the slow tests (accuracy bars of the real pipeline configs)"
 	@echo "make bench      benchmarks: throughput vs a raw PyTorch loop, start-up, latency/memory (benchmarks/results/)"
@@ -104,10 +106,26 @@ run-extra: data trainer
 # the lecture-claims suite (conf/claims/, claims/dvc.yaml): trains each claim's runs, judges it, then the report
 # again with reports/claims.md. Claims on compression results reproduce those stages of the default pipeline first.
 claims: data
+	dvc repro claims/dvc.yaml:claims claims/dvc.yaml:claims_on_results
+	dvc repro --single-item --force report
+	@python -m dlzoo.claims --summary
+
+# every claim, the slow ones (pipeline.claims_slow) too
+claims-all: data
 	dvc repro claims/dvc.yaml
 	dvc repro --single-item --force report
 	@python -m dlzoo.claims --summary
 	@git status --porcelain claims/dvc.lock | grep -q . && echo "claims/dvc.lock changed: commit it (and dvc push) like dvc.lock, see docs/dvc.md" || true
+
+# make claims' training claims at 1 and at 2 torch threads (stand-ins for two CPUs; CLAIMS= picks others), then
+# their verdicts combined into metrics-claims/: a verdict that differs between the two is inconclusive
+CLAIMS ?= $(shell python -c "from omegaconf import OmegaConf; print(*OmegaConf.load('params.yaml').pipeline.claims)")
+claims-threads: data
+	for t in 1 2; do for c in $(CLAIMS); do \
+	  python -m dlzoo.claims $$c --threads $$t --out metrics-claims-t$$t/$$c.json --runs artifacts/claims-t$$t/$$c || exit 1; \
+	done; done
+	python -m dlzoo.claims --combine metrics-claims-t1 metrics-claims-t2 --out-dir metrics-claims
+	dvc repro --single-item --force report
 
 # The browser test (tests/test_pipeline.py) looks at the report and the MLflow UI through headless Chromium,
 # Debian's `chromium` package; installed here where apt-get runs as root, else that one test is skipped.

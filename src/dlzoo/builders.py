@@ -57,7 +57,13 @@ def _datamodule(cfg: DictConfig):
     return cls(cfg.data.name, project_root() / "artifacts" / "splits", batch_size=cfg.data.batch_size,
                            num_workers=cfg.data.num_workers, image_size=image_size, seed=cfg.seed,
                            standardize=cfg.data.get("standardize", True),
-                           augment=reg.get("augment"))
+                           augment=reg.get("augment"), **_train_samples(cfg))
+
+
+def _train_samples(cfg: DictConfig) -> dict:
+    """``data.train_samples`` (absent or null: the whole training split), for the datasets that take it."""
+    n = cfg.data.get("train_samples")
+    return {"train_samples": n} if n else {}
 
 
 def build_network(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int):

@@ -48,6 +48,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "data.batch_size": POS_INT,
     "data.num_workers": NON_NEG_INT,
     "data.image_size": OPT_POS_INT,
+    "data.train_samples": OPT_POS_INT,
     "model.dropout": UNIT_OPEN,
     "model.image_size": OPT_POS_INT,
     "regularizer.dropout": UNIT_OPEN,

@@ -6,6 +6,16 @@ fixed subset of the training split, in eval mode (no dropout, BatchNorm on its r
 because it is ~30 lines on torch.autograd; PyHessian, the usual library, is unmaintained and not on this stack.
 ``activation_mb``: the memory autograd keeps for the backward pass of one training batch (a device-independent
 memory figure; timings on a shared machine are not).
+
+``weights``: of the weight matrices and kernels (biases and norm parameters excluded, as the L1/L2 regularizers
+exclude them) the share that is near zero (``|w| < 0.01 · max|w|`` of its tensor: relative, so that weights that are
+merely small do not count as sparse; L1 with a gradient optimizer drives weights towards zero, not exactly to it)
+and their L2 norm (lecture 000 §4: L1 yields sparse weights, L2 small ones).
+
+``dropout_scaling``: the first dropout layer's outputs on the same validation batch in training mode (dropout
+active) and in eval mode, every other layer in eval mode: the ratio of their means and the share of zeroed units.
+Inverted dropout scales the kept units by 1/(1−p) in training, so that the expected activation is the same in
+both modes (the ratio ≈ 1, not 1−p) and nothing needs rescaling at test time.
 """
 
 from __future__ import annotations
@@ -79,4 +89,43 @@ def activation_mb(task, dm, seed: int = 0, batch_size: int = 64) -> float:
         return saved_tensor_bytes(lambda: task._step(batch)[0]) / 2 ** 20
 
 
-MEASURES = {"sharpness": sharpness, "activation_mb": activation_mb}
+def _weight_tensors(task) -> list:
+    return [p.detach() for name, p in task.named_parameters() if p.ndim >= 2]
+
+
+def weights(task, dm, seed: int = 0, relative: float = 0.01) -> dict[str, float]:
+    """{"sparsity": share of weights with |w| < relative · max|w| of their tensor, "norm": their L2 norm}."""
+    import torch
+
+    tensors = _weight_tensors(task)
+    near_zero = sum(int((w.abs() < relative * w.abs().max()).sum()) for w in tensors)
+    total = sum(w.numel() for w in tensors)
+    return {"sparsity": near_zero / total, "norm": float(torch.sqrt(sum((w * w).sum() for w in tensors)))}
+
+
+def dropout_scaling(task, dm, seed: int = 0, max_samples: int = 512) -> dict[str, float]:
+    """{"train_over_eval": mean output of the first nn.Dropout in training mode / in eval mode, "zeroed": the
+    share of its outputs set to zero in training mode, "p": its rate}, on the first validation samples."""
+    import torch
+
+    drops = [m for m in task.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    if not drops:
+        raise ValueError("dropout_scaling: the model has no dropout layer (set model.dropout > 0)")
+    x = dm.datasets["val"].tensors[0][:max_samples]
+    outputs = []
+    hook = drops[0].register_forward_hook(lambda m, i, out: outputs.append((i[0].detach(), out.detach())))
+    task.eval()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        task(x)
+        drops[0].train()
+        task(x)
+    hook.remove()
+    drops[0].eval()
+    (eval_in, eval_out), (train_in, train_out) = outputs
+    return {"train_over_eval": float(train_out.mean() / eval_out.mean()),
+            "zeroed": float(((train_out == 0) & (train_in != 0)).sum() / (train_in != 0).sum()), "p": drops[0].p}
+
+
+MEASURES = {"sharpness": sharpness, "activation_mb": activation_mb, "weights": weights,
+            "dropout_scaling": dropout_scaling}

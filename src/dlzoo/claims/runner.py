@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dlzoo.claims import expr
 from dlzoo.claims.measures import MEASURES
-from dlzoo.claims.verdict import check_verdict, claim_verdict, summarize
+from dlzoo.claims.verdict import claim_verdict, judge_values, parse_expectation, summarize
 from dlzoo.errors import DataError
 from dlzoo.paths import project_root
 
@@ -50,18 +50,20 @@ def _run_ids(obj, found: set[str] | None = None) -> set[str]:
 
 
 def evaluate_checks(spec: dict, per_seed: dict[int | None, dict[str, dict]], inputs: dict[str, dict]) -> list[dict]:
-    """Each check's statistic for every seed, its summary over seeds and its verdict."""
+    """Each check's statistic for every seed, its interval over seeds (dlzoo.claims.verdict) and its verdict."""
+    seeded = any(seed is not None for seed in per_seed)  # no seeds: a claim on deterministic pipeline results
     results = []
     for check in spec["checks"]:
-        values = {}
-        for seed, figures in per_seed.items():
-            values[seed] = expr.evaluate(check["statistic"], {**inputs, **figures})
+        values = {seed: expr.evaluate(check["statistic"], {**inputs, **figures}) for seed, figures in per_seed.items()}
         finite = [v for v in values.values() if not math.isnan(v)]
+        judged = judge_values(list(values.values()), check["expect"], seeded)  # NaN: a diverged seed
         results.append({
             "label": check.get("label", check["statistic"]), "statistic": check["statistic"], "expect": check["expect"],
+            "threshold": parse_expectation(check["expect"])[1],
             "values": {str(s): (None if math.isnan(v) else v) for s, v in values.items()},
             "summary": summarize(finite) if finite else None,
-            "verdict": check_verdict(list(values.values()), check["expect"]),  # NaN meets no expectation
+            **{k: judged.get(k) for k in ("mean", "std", "ci_low", "ci_high", "n", "method", "n_needed", "nan")},
+            "verdict": judged["verdict"],
         })
     return results
 
@@ -71,12 +73,16 @@ def judge(spec: dict, result: dict, per_seed: dict, inputs: dict[str, dict]) -> 
     result["verdict"] = claim_verdict([c["verdict"] for c in result["checks"]])
 
 
+INTERVAL_METRICS = ("mean", "std", "ci_low", "ci_high", "n", "n_needed")
+
+
 def record_verdict(client, pid: str, result: dict) -> None:
-    """The checks' means/spreads as metrics and the verdicts as tags of the claim's parent run."""
+    """The checks' means, spreads, intervals, n and n_needed as metrics and the verdicts as tags of the claim's
+    parent run."""
     for i, c in enumerate(result["checks"]):
-        if c["summary"]:
-            client.log_metric(pid, f"check{i}/mean", c["summary"]["mean"])
-            client.log_metric(pid, f"check{i}/std", c["summary"]["std"])
+        for key in INTERVAL_METRICS:
+            if isinstance(c.get(key), (int, float)):
+                client.log_metric(pid, f"check{i}/{key}", float(c[key]))
         client.set_tag(pid, f"dlzoo.check{i}", f"{c['label']}: {c['verdict']}"[:5000])
     client.set_tag(pid, "dlzoo.verdict", result["verdict"])
 
@@ -100,8 +106,22 @@ def recheck(spec: dict, result: dict) -> dict:
     return result
 
 
-def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds: list[int] | None = None) -> dict:
+def thread_overrides(cfg0, threads: int | None) -> list[str]:
+    """``--threads N``: torch.set_num_threads(N) in this process, which trains every run; where the config has a
+    ``runtime.threads`` key (the runs' own thread setting), it is overridden to N too so that no run resets it."""
+    import torch
+    from omegaconf import OmegaConf
+
+    if threads is None:
+        return []
+    torch.set_num_threads(threads)
+    return [f"runtime.threads={threads}"] if OmegaConf.select(cfg0, "runtime.threads", default="absent") != "absent" else []
+
+
+def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds: list[int] | None = None,
+              threads: int | None = None) -> dict:
     import mlflow
+    import torch
 
     from dlzoo.compare import CURVE_KEYS, base_overrides, log_row, run_variant, start_parent, terminated
     from dlzoo.configure import compose
@@ -116,17 +136,19 @@ def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds:
     base = [*base_overrides(spec), f"logger.experiment_name={EXPERIMENT}", *(extra or [])]
     first = next(iter(spec["variants"].values()), {"overrides": []})
     cfg0 = compose([*base, *first["overrides"]])
+    base += thread_overrides(cfg0, threads)
     quiet()
     client = mlflow.MlflowClient(mu.tracking_uri(cfg0.logger.get("tracking_uri")))
     pid = start_parent(client, cfg0, f"claim-{spec['name']}", base, {"dlzoo.claim": spec["name"]})
     client.log_param(pid, "claim", spec["claim"][:6000])
+    client.set_tag(pid, "dlzoo.threads", str(torch.get_num_threads()))
     sources = sorted(_run_ids(inputs))
     if sources:  # a claim on pipeline results points at their runs
         client.set_tag(pid, "dlzoo.source_runs", ",".join(sources)[:5000])
     result = {"claim": spec["name"], "number": spec.get("number"), "title": spec.get("title", spec["name"]),
               "statement": spec["claim"], "plot": spec.get("plot"),
               "lecture": spec.get("lecture", ""), "notes": spec.get("notes", ""), "parent_run_id": pid,
-              "seeds": seeds, "base": spec.get("base", []), "inputs": spec.get("inputs") or {}, "variants": {}}
+              "seeds": seeds, "threads": torch.get_num_threads(), "base": spec.get("base", []), "inputs": spec.get("inputs") or {}, "variants": {}}
     with terminated(client, pid):
         per_seed: dict[int | None, dict[str, dict]] = {}
         for seed in seeds if spec["variants"] else [None]:

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from dlzoo.data.arrays import load_array
+from dlzoo.errors import ConfigError
 from dlzoo.paths import SPLITS_FIX_HINT
 
 SPLITS = ("train", "val", "test")
@@ -44,7 +45,7 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def __init__(self, name: str, splits_dir: str | Path, batch_size: int = 64, num_workers: int = 0,
                  image_size: int | None = None, seed: int = 0, standardize: bool = True,
-                 augment: dict | None = None):
+                 augment: dict | None = None, train_samples: int | None = None):
         super().__init__()
         known = self.known_outputs()
         if name not in known:
@@ -55,6 +56,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self.standardize = standardize
         # set by dlzoo.builders from the trainer: page-locked batches when they go to a CUDA GPU
         self.pin_memory = False
+        self.train_samples = train_samples  # a smaller training set: a seeded random subset of this many samples
         from dlzoo.data.augment import Augment
 
         self.augment = Augment.from_config(augment)  # training batches only
@@ -89,12 +91,23 @@ class ArrayDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         self.datasets = {split: self._load(split) for split in SPLITS}
+        if self.train_samples:
+            self.datasets["train"] = self._subset(self.datasets["train"], self.train_samples)
         self.augment.check(self.name, tuple(self.datasets["train"].tensors[0].shape[1:]))
         if self.standardize:  # one scalar mean/std from the training split, applied to every split
             x = self.datasets["train"].tensors[0]
             self.stats = (float(x.mean()), float(x.std()))
             for ds in self.datasets.values():
                 ds.tensors = ((ds.tensors[0] - self.stats[0]) / self.stats[1], ds.tensors[1])
+
+    def _subset(self, ds: TensorDataset, n: int) -> TensorDataset:
+        """``data.train_samples``: n training samples drawn at random (seeded by the run's seed, so that every
+        variant trained with that seed sees the same ones); validation and test stay whole."""
+        if n > len(ds):
+            raise ConfigError(f"data.train_samples={n} is larger than the {len(ds)} training samples of {self.name}; "
+                             f"choose an integer in [1, {len(ds)}] or null for all")
+        idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(self.seed))[:n]
+        return TensorDataset(*(t[idx] for t in ds.tensors))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # (x, y) training batches only: Lightning's model summary sends the task's example input (x,) here too

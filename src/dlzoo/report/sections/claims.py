@@ -1,5 +1,6 @@
 """The lecture-claims section (``metrics-claims/*.json``, made by ``dlzoo.claims``): a verdict table in the main
-report and ``claims.md`` with every claim's checks (mean ± spread over seeds, per-seed values), its runs and a
+report and ``claims.md`` with every claim's checks (mean with its 95% interval over seeds, the seeds a decisive
+answer would need, per-seed values), a figure of each check's interval against its threshold, its runs and a
 plot of the curve the claim is about (mean over seeds per variant; thin lines are single seeds)."""
 
 from __future__ import annotations
@@ -7,7 +8,9 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-MARK = {"holds": "✅ holds", "does not hold": "❌ does not hold", "partly holds": "◐ partly holds", "unclear": "❔ unclear"}
+MARK = {"holds": "✅ holds", "does not hold": "❌ does not hold", "partly holds": "◐ partly holds",
+        "inconclusive": "❔ inconclusive", "unclear": "❔ unclear"}
+COLOR = {"holds": "tab:green", "does not hold": "tab:red"}  # anything else (inconclusive): grey
 
 
 def _fmt(v: float | None) -> str:
@@ -42,20 +45,71 @@ def _curve_plot(claim: dict, path: Path) -> Path | None:
     return save(fig, path)
 
 
+def _interval_plot(claim: dict, path: Path) -> Path | None:
+    """One row per check: the per-seed values (dots), the mean with its interval (bar) and the threshold (dashed)."""
+    from dlzoo.claims.verdict import parse_expectation
+    from dlzoo.report.plots import _plt, save
+
+    checks = [c for c in claim["checks"] if c.get("mean") is not None]
+    if not checks:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(len(checks), 1, figsize=(7, 0.3 + 0.95 * len(checks)), squeeze=False)
+    for ax, c in zip(axes[:, 0], checks):
+        color = COLOR.get(c["verdict"], "tab:gray")
+        seeds = [v for v in c["values"].values() if v is not None]
+        ax.plot(seeds, [0] * len(seeds), "o", color="black", alpha=0.35, ms=4)
+        if c.get("ci_low") is not None:
+            ax.plot([c["ci_low"], c["ci_high"]], [0, 0], color=color, lw=5, alpha=0.6, solid_capstyle="butt")
+        ax.plot([c["mean"]], [0], "D", color=color, ms=7)
+        ax.axvline(parse_expectation(c["expect"])[1], color="tab:red", ls="--", lw=1)
+        ax.set_yticks([])
+        ax.set_title(f"{c['label'][:95]} — {c['verdict']} (expected {c['expect']})", fontsize=7, loc="left")
+        ax.tick_params(axis="x", labelsize=7)
+    return save(fig, path)
+
+
+def _interval(c: dict) -> str:
+    if c.get("method") is None:  # a result written before intervals were recorded
+        s = c.get("summary")
+        return f"{s['mean']:.4g} ± {s['std']:.2g} ({s['n']})" if s else "n/a"
+    if not c.get("n"):
+        return "n/a"
+    if c["ci_low"] is None or c["method"] == "exact":
+        return f"{c['mean']:.4g} ({c['method'] if c['method'] == 'exact' else 'one seed'})"
+    return f"{c['mean']:.4g} [{c['ci_low']:.4g}, {c['ci_high']:.4g}] ({c['n']})"
+
+
+def _verdict_cell(c: dict) -> str:
+    runs = c.get("by_run")  # a combined result (e.g. 1 and 2 threads): each run's verdict
+    return c["verdict"] + (" (" + "; ".join(f"{k}: {r['verdict']}" for k, r in runs.items()) + ")" if runs else "")
+
+
+def _checks_table(claim: dict) -> list[str]:
+    lines = ["| check | expected | mean [95% CI] (n) | n needed | per seed | verdict |", "|---|---|---|---|---|---|"]
+    for c in claim["checks"]:
+        per_seed = ", ".join(_fmt(v) for v in c["values"].values())
+        need = c.get("n_needed") if c.get("verdict") not in ("holds", "does not hold") else None
+        lines.append(f"| {c['label']} | {c['expect']} | {_interval(c)} | {need or '–'} | {per_seed} | "
+                     f"{_verdict_cell(c)} |")
+    return lines
+
+
 def _claim_md(claim: dict, out_dir: Path) -> str:
     lines = [f"## {claim.get('number', '')}. {claim['title']} — {MARK.get(claim['verdict'], claim['verdict'])}", "",
              f"> {claim['statement']}", "", f"Lecture: {claim.get('lecture') or '–'}. MLflow parent run "
              f"`{claim['parent_run_id']}` (experiment `claims`)"
              + (f"; seeds {claim['seeds']}." if claim["variants"] else "; read from the pipeline's results: "
                 + ", ".join(f"`{p}`" for p in claim["inputs"].values()) + "."), ""]
+    if claim.get("verdicts_by_run"):
+        lines += ["Verdicts by run: " + "; ".join(f"{k}: {v}" for k, v in claim["verdicts_by_run"].items())
+                  + " (a verdict that differs between them is inconclusive).", ""]
     if claim.get("notes"):
         lines += [claim["notes"], ""]
-    lines += ["| check | expected | mean ± std (n) | per seed | verdict |", "|---|---|---|---|---|"]
-    for c in claim["checks"]:
-        s = c["summary"]
-        spread = f"{s['mean']:.4g} ± {s['std']:.2g} ({s['n']})" if s else "n/a"
-        per_seed = ", ".join(_fmt(v) for v in c["values"].values())
-        lines.append(f"| {c['label']} | {c['expect']} | {spread} | {per_seed} | {c['verdict']} |")
+    lines += _checks_table(claim)
+    bars = _interval_plot(claim, out_dir / "claims" / f"{claim['claim']}-intervals.png")
+    if bars is not None:
+        lines += ["", f"![{claim['claim']}: intervals](claims/{bars.name})"]
     if claim["variants"]:
         lines += ["", "| variant | val/acc | train/acc | epochs | seconds | diverged |", "|---|---|---|---|---|---|"]
         for vname, by_seed in claim["variants"].items():
@@ -76,8 +130,12 @@ def section(rows: list[dict], out_dir: Path) -> str | None:
         return None
     counts = {v: sum(c["verdict"] == v for c in claims) for v in MARK}
     text = ("# Lecture claims\n\nEach claim of the lecture notes run as an experiment (`make claims`; "
-            "`python -m dlzoo.claims NAME`), judged by its checks: holds = every seed meets every check's expectation, "
-            "does not hold = none does, partly = some checks hold and others do not, unclear = the seeds disagree.\n\n"
+            "`python -m dlzoo.claims NAME`), judged by its checks. Each check's statistic is measured per seed (every seed "
+            "trains every variant) and its mean gets a 95% paired t interval: the check holds when the whole interval "
+            "lies on the expected side of the threshold, does not hold when it lies wholly on the other side, and is "
+            "inconclusive when it straddles it (n needed: the seeds a decisive answer would take at the observed "
+            "spread). A claim holds when all its checks hold, does not hold when none does, partly holds when some "
+            "hold and others do not, and is inconclusive otherwise.\n\n"
             + "\n".join(_claim_md(c, out_dir) for c in claims))
     from dlzoo.report.cli import to_html
 
