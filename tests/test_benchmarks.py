@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import ROOT, run_cli
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_throughput_benchmark_compares_raw_loop_and_pipeline(project, tmp_path):
     out = tmp_path / "t.json"
     r = run_cli([str(ROOT / "benchmarks/throughput.py"), "--models", "lenet5", "--epochs", "2", "--repeats", "1",

@@ -61,6 +61,7 @@ def test_overfit_trains_on_the_same_batches_every_epoch(project):
     assert not all(torch.equal(a, b) for a, b in zip(seen[0], first_three))  # the loader shuffles; overfit does not
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_profiler_report_is_an_artifact_of_the_run_and_nothing_lands_in_the_pipeline(project):
     from mlflow.tracking import MlflowClient
 

@@ -11,6 +11,7 @@ import pytest
 from conftest import FAST, PY, free_port
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_torchrun_two_nodes_one_run_each_test_sample_once(project):
     port = free_port()
     train = ["-m", "dlzoo.train", "experiment=digits_mlp", "trainer=ddp_cpu", "trainer.devices=1",
@@ -34,6 +35,7 @@ def test_torchrun_two_nodes_one_run_each_test_sample_once(project):
     assert run.data.metrics["test/num_samples"] == 360  # the digits test split, each sample on one rank
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_gpu_check_dry_run_trains_checks_ddp_and_measures_throughput(project, tmp_path):
     import json
 
@@ -122,6 +124,33 @@ def test_optuna_search_shared_by_two_workers_one_parent_and_a_killed_worker_lose
     assert parents[0].data.metrics["best/val/loss"] == min(t.value for t in complete.values())
 
 
+RACE = """
+import sys, time
+from dlzoo.search import _study
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process opens the fresh database at once
+study = _study({"storage": sys.argv[1], "study_name": "s"}, "minimize", 0)
+print(study.study_name)
+"""
+
+
+def test_workers_opening_a_fresh_optuna_database_at_once_all_get_the_study(tmp_path):
+    """Optuna creates its tables on first use; several workers started together race to do it, and the
+    losers must wait for the winner's schema instead of failing with "table ... already exists"."""
+    import time
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    start = time.time() + 6  # after every interpreter has imported optuna
+    procs = [subprocess.Popen([PY, "-c", RACE, storage, str(start)], text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+             for _ in range(4)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(o[-2000:] for o in outs)
+    assert all(o.strip().splitlines()[-1] == "s" for o in outs)
+    import optuna
+
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["s"]
+
+
 def _postgres_bin() -> "Path | None":
     import glob
     import shutil
@@ -165,6 +194,7 @@ def postgres():
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_two_trainings_write_to_a_postgresql_backed_mlflow_server_at_once(project, postgres):
     from conftest import ROOT, start_mlflow
 

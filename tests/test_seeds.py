@@ -54,7 +54,7 @@ def tiny_repo(tmp_path) -> Path:
     trainer = yaml.safe_load((proj / "conf/trainer/cpu.yaml").read_text())
     trainer.update(max_epochs=1, enable_progress_bar=False, enable_model_summary=False)
     (proj / "conf/trainer/cpu.yaml").write_text(yaml.safe_dump(trainer))
-    _sh([sys.executable, "-m", "dlzoo.configure", "--out", "params.yaml"], proj)
+    _sh([sys.executable, "-m", "dlzoo.configure", "--out", "params.yaml", "--params"], proj)
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
         _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], proj)
     _sh([sys.executable, "-m", "dlzoo.data.check"], proj)
@@ -91,6 +91,7 @@ def test_run_seeds_trains_each_experiment_at_the_other_seeds_and_the_report_show
 SEED_BARS = ROOT / "benchmarks/seed_bars.py"
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_seed_bars_trains_every_seed_and_thread_count_and_fails_a_missed_bar(project, tmp_path):
     out = tmp_path / "bars.json"
     # a bar no 1-epoch run reaches: the table is written, the command fails and names the experiment

@@ -78,6 +78,7 @@ def test_run_records_model_training_kind_datasets_and_job_params(project):
     assert after["val"] == contexts["val"].digest and after["test"] == contexts["test"].digest
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_system_metrics_switch_on_from_config(project):
     info, _ = train(project, "logger.system_metrics=true", "logger.system_metrics_interval_s=0.5",
                     "trainer.max_epochs=3", "trainer.limit_train_batches=null")
@@ -157,6 +158,7 @@ def serve(model_uri: str, project: Path) -> tuple[subprocess.Popen, str]:
     pytest.fail(f"mlflow models serve did not answer on {url}/ping: {proc.stderr.read()[-3000:]}")
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_registered_model_serves_raw_samples_like_predict(project, tmp_path):
     import csv
 

@@ -144,26 +144,35 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
-def _open_store(uri: str, experiment_name: str, tries: int = 5):
-    """(client, experiment id). Workers of a shared search started at once race to create a fresh sqlite
-    store (MLflow migrates its schema on first use, and a second migration fails): the loser tries again
-    once the winner's schema is in place. The store, once open, is cached for this process."""
+def _retry_race(make, tries: int = 5):
+    """``make()``, tried again after a short random wait when it fails: workers of a shared search started at
+    once race to create a fresh database's schema (MLflow's and Optuna's both create their tables on first
+    use, and the second creator fails with "table ... already exists"); the loser tries again once the
+    winner's schema is in place."""
     import random
     import time
 
-    import mlflow
-
-    from dlzoo.tracking import mlflow_utils as mu
-
     for attempt in range(tries):
         try:
-            client = mlflow.MlflowClient(uri)
-            return client, mu.get_or_create_experiment(client, experiment_name)
-        except Exception:  # noqa: BLE001 -- sqlalchemy / alembic errors of the concurrent migration
+            return make()
+        except Exception:  # noqa: BLE001 -- sqlalchemy / alembic errors of the concurrent schema creation
             if attempt == tries - 1:
                 raise
             time.sleep(1 + random.random() * 2)
     raise AssertionError("unreachable")
+
+
+def _open_store(uri: str, experiment_name: str):
+    """(client, experiment id) of a store that concurrent workers may be creating at the same moment."""
+    import mlflow
+
+    from dlzoo.tracking import mlflow_utils as mu
+
+    def make():
+        client = mlflow.MlflowClient(uri)
+        return client, mu.get_or_create_experiment(client, experiment_name)
+
+    return _retry_race(make)
 
 
 def _study(hs: dict, direction: str, seed: int):
@@ -176,7 +185,8 @@ def _study(hs: dict, direction: str, seed: int):
     if storage:
         # sqlite: wait for a lock held by another worker instead of failing at once
         engine = {"connect_args": {"timeout": 60}} if str(storage).startswith("sqlite") else {}
-        storage = optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+        url = storage
+        storage = _retry_race(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine))
     sampler = optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(direction=direction, sampler=sampler, storage=storage,
                                 study_name=hs.get("study_name"), load_if_exists=storage is not None)

@@ -48,7 +48,9 @@ def attach_spread(rows: list[dict], seeds_dir: Path) -> None:
 
     for row in rows:
         key = next((k for k in ("test/acc", "test/r2") if k in row), None)
-        others = sorted((seeds_dir / str(row["name"])).glob("s*.json")) if key and seeds_dir.is_dir() else []
+        if key is None or not seeds_dir.is_dir():  # a detector's or generator's row: its own sections
+            continue
+        others = sorted((seeds_dir / str(row["name"])).glob("s*.json"))
         values = [float(row[key])] + [float(v) for f in others if (v := json.loads(f.read_text()).get(key)) is not None]
         if len(values) > 1:
             row.update({f"{key}/mean": statistics.fmean(values), f"{key}/std": statistics.stdev(values),
