@@ -25,7 +25,7 @@ help:
 	@echo "make claims-all the whole lecture-claims suite, the slow claims (WGAN, attention vs CNN, ...) too"
 	@echo "make claims-threads  make claims' training claims at 1 and 2 torch threads, verdicts combined"
 	@echo "make test       set up and run the test suite (not the slow tests)"
-	@echo "make test-slow  the slow tests: accuracy bars across seeds, serving, torchrun, PostgreSQL, gpu-check dry run"
+	@echo "make test-slow  the slow tests: accuracy bars across seeds, run-seeds, serving, PostgreSQL, gpu-check dry run"
 	@echo "make bench      benchmarks: throughput vs a raw PyTorch loop, start-up, latency/memory (benchmarks/results/)"
 	@echo "make gpu-check  on a GPU machine: every experiment 1 epoch, DDP, bf16 throughput (benchmarks/results/)"
 	@echo "make bench-pipeline  wall time of a fresh make run and of a no-op dvc repro"

@@ -11,7 +11,6 @@ import pytest
 from conftest import FAST, PY, free_port
 
 
-@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_torchrun_two_nodes_one_run_each_test_sample_once(project):
     port = free_port()
     train = ["-m", "dlzoo.train", "experiment=digits_mlp", "trainer=ddp_cpu", "trainer.devices=1",

@@ -61,6 +61,7 @@ def tiny_repo(tmp_path) -> Path:
     return proj
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_run_seeds_trains_each_experiment_at_the_other_seeds_and_the_report_shows_the_spread(tiny_repo):
     listed = _sh(["dvc", "stage", "list", "seeds/dvc.yaml"], tiny_repo).stdout
     assert "train_seed@digits_mlp-1" in listed and "train_seed@digits_mlp-2" in listed
