@@ -144,22 +144,25 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
-def _retry_race(make, tries: int = 5):
-    """``make()``, tried again after a short random wait when it fails: workers of a shared search started at
-    once race to create a fresh database's schema (MLflow's and Optuna's both create their tables on first
-    use, and the second creator fails with "table ... already exists"); the loser tries again once the
-    winner's schema is in place."""
+def _retry_race(make, budget_s: float = 180.0):
+    """``make()``, tried again after a short random wait while it fails with a schema race: workers of a shared
+    search started at once race to create a fresh database's schema (MLflow migrates its tables on first use,
+    Optuna creates its own, and a second creator fails with "table ... already exists" or a locked database);
+    the loser tries again until the winner's schema is in place — on a loaded machine a migration takes tens of
+    seconds, hence a time budget rather than a count. Any other error is raised at once."""
     import random
     import time
 
-    for attempt in range(tries):
+    deadline = time.monotonic() + budget_s
+    while True:
         try:
             return make()
-        except Exception:  # noqa: BLE001 -- sqlalchemy / alembic errors of the concurrent schema creation
-            if attempt == tries - 1:
+        except Exception as err:  # noqa: BLE001 -- sqlalchemy / alembic / MLflow errors of the race
+            text = f"{type(err).__module__} {err}".lower()
+            racing = any(k in text for k in ("sqlalchemy", "alembic", "already exists", "locked"))
+            if not racing or time.monotonic() > deadline:
                 raise
             time.sleep(1 + random.random() * 2)
-    raise AssertionError("unreachable")
 
 
 def _open_store(uri: str, experiment_name: str):
