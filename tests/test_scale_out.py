@@ -150,6 +150,18 @@ def test_workers_opening_a_fresh_optuna_database_at_once_all_get_the_study(tmp_p
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["s"]
 
 
+def test_a_bad_database_url_fails_at_once_not_after_the_race_budget(tmp_path):
+    """Only the schema race is waited out: a storage URL in a folder that does not exist is refused at once."""
+    import time
+
+    from dlzoo.search import _study
+
+    started = time.monotonic()
+    with pytest.raises(Exception, match="unable to open database file"):
+        _study({"storage": f"sqlite:///{tmp_path / 'missing' / 'optuna.db'}", "study_name": "s"}, "minimize", 0)
+    assert time.monotonic() - started < 30  # the race's budget is 180 s
+
+
 def _postgres_bin() -> "Path | None":
     import glob
     import shutil

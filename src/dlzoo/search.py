@@ -144,12 +144,18 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
+# What the loser of a schema race reads: a table or column the winner created a moment before, the winner's
+# write lock, or the alembic_version row both inserted.
+_RACE_MESSAGES = ("already exists", "database is locked", "duplicate column name", "unique constraint failed")
+
+
 def _retry_race(make, budget_s: float = 180.0):
     """``make()``, tried again after a short random wait while it fails with a schema race: workers of a shared
     search started at once race to create a fresh database's schema (MLflow migrates its tables on first use,
     Optuna creates its own, and a second creator fails with "table ... already exists" or a locked database);
     the loser tries again until the winner's schema is in place — on a loaded machine a migration takes tens of
-    seconds, hence a time budget rather than a count. Any other error is raised at once."""
+    seconds, hence a time budget rather than a count. Any other error (a mistyped URL, a directory that does not
+    exist, a refused connection) is raised at once: the race is told by its message, not by the library raising."""
     import random
     import time
 
@@ -157,9 +163,8 @@ def _retry_race(make, budget_s: float = 180.0):
     while True:
         try:
             return make()
-        except Exception as err:  # noqa: BLE001 -- sqlalchemy / alembic / MLflow errors of the race
-            text = f"{type(err).__module__} {err}".lower()
-            racing = any(k in text for k in ("sqlalchemy", "alembic", "already exists", "locked"))
+        except Exception as err:  # noqa: BLE001 -- sqlalchemy / alembic / MLflow wrap the race's error
+            racing = any(k in str(err).lower() for k in _RACE_MESSAGES)
             if not racing or time.monotonic() > deadline:
                 raise
             time.sleep(1 + random.random() * 2)
