@@ -220,6 +220,22 @@ def test_trainer_preset_reaches_the_composed_config_of_a_stage(project):
     assert make.stdout.strip() == "gpu", make.stderr
 
 
+def test_trainer_preset_reaches_the_comparisons_and_claims(monkeypatch):
+    """`make run TRAINER=gpu` / `make claims TRAINER=gpu`: the comparisons and claims compose their variants from
+    base_overrides, which adds the preset unless the spec chooses a trainer itself."""
+    from dlzoo.compare import base_overrides
+    from dlzoo.configure import compose
+
+    spec = {"base": ["experiment=digits_mlp", "trainer.max_epochs=1"]}
+    monkeypatch.delenv("DLZOO_TRAINER", raising=False)
+    assert not any(o.startswith("trainer=") for o in base_overrides(spec))
+    monkeypatch.setenv("DLZOO_TRAINER", "ddp_cpu")
+    cfg = compose([*base_overrides(spec), "model=lenet5"])
+    assert (cfg.trainer.strategy, cfg.trainer.max_epochs) == ("ddp", 1)
+    chosen = base_overrides({"base": ["trainer=cpu", "experiment=digits_mlp"]})
+    assert [o for o in chosen if o.startswith("trainer=")] == ["trainer=cpu"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_make_run_checks_the_trainer_preset_first(project):
     r = run_cli(["-m", "dlzoo.accelerators", "gpu"], project)

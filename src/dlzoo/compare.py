@@ -50,9 +50,12 @@ def _curves(history_csv: Path, keys: tuple[str, ...] = CURVE_KEYS) -> dict[str, 
 
 
 def base_overrides(spec: dict) -> list[str]:
-    """The spec's shared overrides plus what every variant of a comparison sets: no test split, no model logged."""
-    return [*spec.get("base", []), "train.test=false", "train.log_model=false", "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false"]
+    """The spec's shared overrides plus what every variant of a comparison (or claim) sets: no test split, no model
+    logged; and the trainer preset of ``make ... TRAINER=`` (``DLZOO_TRAINER``) where the spec names none."""
+    from dlzoo.configure import with_trainer
+
+    return with_trainer([*spec.get("base", []), "train.test=false", "train.log_model=false",
+                         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"])
 
 
 def start_parent(client, cfg0, run_name: str, base: list[str], tags: dict[str, str]) -> str:
