@@ -18,7 +18,7 @@ Threads are pinned to 1 by default: on a 2-core machine two intra-op threads sha
 main thread and MLflow's writer thread, and the ratio then swung 0.62-1.09 between repeats (raw loop 0.30-0.40 s
 per epoch) -- a measurement of the scheduler, not of the pipeline. ``--threads N`` measures with N.
 
-    python benchmarks/throughput.py                       # lenet5, resnet18, gru; 3 repeats x 5 epochs
+    python benchmarks/throughput.py                       # every model of MODELS; 3 repeats x 5 epochs
     python benchmarks/throughput.py --models lenet5 --epochs 3 --repeats 1
 """
 
@@ -39,6 +39,9 @@ MODELS = {
     "lenet5": ["experiment=digits_lenet5"],  # LeNet-5 on digits resized to 32x32, batch 64
     "resnet18": ["experiment=digits_resnet18", "model.image_size=32"],  # ResNet-18 (width 0.25) at 32x32
     "gru": ["experiment=mnist1d_gru"],  # GRU on MNIST-1D, 40 steps
+    # tiny steps, where what the framework adds per step shows most (as on a GPU)
+    "mlp": ["experiment=digits_mlp"],  # MLP 256-128 on digits (64 inputs), batch 64
+    "logreg": ["experiment=mnist1d_logreg"],  # softmax regression on MNIST-1D (40 inputs)
 }
 COMMON = ["regularizer=[]", "callbacks.early_stopping=null", "train.test=false", "train.log_model=false",
           "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]

@@ -62,3 +62,50 @@ def test_corrupt_data_names_file_and_fix(tmp_path):
     with pytest.raises(DataError) as exc:
         load_array(bad, "run `make data`")
     assert str(bad) in str(exc.value) and "corrupt" in str(exc.value) and "make data" in str(exc.value)
+
+
+@pytest.mark.parametrize("sampler", ["sequential", "shuffled", "distributed"])
+def test_whole_batch_loader_gives_the_batches_of_torchs_loader(sampler):
+    """The in-memory loader cuts each batch in one indexing per tensor; its batches are those of torch's
+    sample-by-sample DataLoader with the same sampler and seed: same samples, order, values and dtypes."""
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    from dlzoo.data.batched import tensor_loader
+
+    g = torch.Generator().manual_seed(3)
+    ds = TensorDataset(torch.randn(203, 1, 8, 8, generator=g), torch.randint(0, 10, (203,), generator=g))
+    kwargs = {"sequential": {}, "shuffled": {"shuffle": True},
+              "distributed": {"sampler": DistributedSampler(ds, num_replicas=2, rank=1, shuffle=True, seed=5)}}[sampler]
+    for epoch in range(2):  # the generator moves on between epochs in both
+        if sampler == "distributed":
+            kwargs["sampler"].set_epoch(epoch)
+        ours = list(tensor_loader(ds, 64, **kwargs, **({"generator": torch.Generator().manual_seed(epoch)}
+                                                      if sampler == "shuffled" else {})))
+        torchs = list(DataLoader(ds, batch_size=64, **kwargs, **({"generator": torch.Generator().manual_seed(epoch)}
+                                                                 if sampler == "shuffled" else {})))
+        assert len(ours) == len(torchs) > 1
+        for a, b in zip(ours, torchs):
+            assert type(a) is type(b) and len(a) == len(b) == 2
+            for ta, tb in zip(a, b):
+                assert ta.dtype == tb.dtype and ta.shape == tb.shape and torch.equal(ta, tb)
+
+
+def test_datamodule_loaders_fetch_whole_batches(tmp_path):
+    """Every split's loader of the array datamodule takes the whole-batch path (one fetch per batch)."""
+    from dlzoo.data.batched import BatchTensors
+    from dlzoo.data.datamodule import ArrayDataModule
+
+    splits = tmp_path / "splits"
+    prepare(ROOT / "data", splits, seed=0, val_fraction=0.15, test_fraction=0.2, datasets=["digits"])
+    dm = ArrayDataModule("digits", splits, batch_size=32)
+    dm.setup()
+    calls = []
+    for make in (dm.train_dataloader, dm.val_dataloader, dm.test_dataloader):
+        loader = make()
+        assert isinstance(loader.dataset, BatchTensors)
+        fetch = loader.dataset.__getitems__
+        loader.dataset.__getitems__ = lambda idx, fetch=fetch: calls.append(len(idx)) or fetch(idx)
+        n = sum(len(y) for _, y in loader)
+        assert n == len(loader.dataset) and len(calls) == len(loader)
+        calls.clear()

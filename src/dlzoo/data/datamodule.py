@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from dlzoo.data.arrays import load_array
+from dlzoo.data.batched import tensor_loader
 from dlzoo.errors import ConfigError
 from dlzoo.paths import SPLITS_FIX_HINT
 
@@ -139,12 +140,12 @@ class ArrayDataModule(pl.LightningDataModule):
             rank = self.trainer.global_rank
             sampler = (DistributedSampler(ds, world, rank, shuffle=True, seed=self.seed, drop_last=True) if shuffle
                        else UnrepeatedDistributedSampler(ds, world, rank, shuffle=False))
-            return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                              persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory)
+            return tensor_loader(ds, self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                                 persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory)
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, generator=g if shuffle else None,
-                          persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory)
+        return tensor_loader(ds, self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                             generator=g if shuffle else None, persistent_workers=self.num_workers > 0,
+                             pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from dlzoo.data.arrays import load_array
+from dlzoo.data.batched import tensor_loader
 from dlzoo.data.canvas import make_canvases
 from dlzoo.paths import SPLITS_FIX_HINT
 
@@ -70,7 +71,7 @@ class DetectionDataModule(pl.LightningDataModule):
         return tuple(self.datasets["train"].tensors[0].shape[1:])
 
     def _loader(self, split: str) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, pin_memory=self.pin_memory)
+        return tensor_loader(self.datasets[split], self.batch_size, pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
@@ -82,8 +83,8 @@ class DetectionDataModule(pl.LightningDataModule):
                                len(x), self.seed, x.shape[-1], t.shape[1])
             return DataLoader(ds, batch_size=self.batch_size, pin_memory=self.pin_memory)
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, generator=g,
-                          pin_memory=self.pin_memory)
+        return tensor_loader(self.datasets["train"], self.batch_size, shuffle=True, generator=g,
+                             pin_memory=self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

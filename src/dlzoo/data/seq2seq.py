@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from dlzoo.data.arrays import load_array
+from dlzoo.data.batched import tensor_loader
 from dlzoo.data.synthetic import PAD, SPLITS
 from dlzoo.paths import SPLITS_FIX_HINT
 
@@ -63,8 +64,8 @@ class Seq2SeqDataModule(pl.LightningDataModule):
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          generator=g if shuffle else None, pin_memory=self.pin_memory)
+        return tensor_loader(self.datasets[split], self.batch_size, shuffle=shuffle,
+                             generator=g if shuffle else None, pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", True)
