@@ -26,7 +26,7 @@ help:
 	@echo "make claims-threads  make claims' training claims at 1 and 2 torch threads, verdicts combined"
 	@echo "make test       set up and run the test suite (not the slow tests)"
 	@echo "make test-slow  the slow tests: accuracy bars across seeds, run-seeds, serving, PostgreSQL, gpu-check dry run"
-	@echo "make bench      benchmarks: throughput vs a raw PyTorch loop, start-up, latency/memory (benchmarks/results/)"
+	@echo "make bench      benchmarks: throughput vs a raw PyTorch loop, per-step profile, start-up, latency/memory (benchmarks/results/)"
 	@echo "make gpu-check  on a GPU machine: every experiment 1 epoch, DDP, bf16 throughput (benchmarks/results/)"
 	@echo "make bench-pipeline  wall time of a fresh make run and of a no-op dvc repro"
 	@echo "make ui         MLflow UI on http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning"
@@ -158,6 +158,7 @@ test-slow: data
 # Benchmarks (issue 12): figures go to benchmarks/results/*.json; see benchmarks/README.md. Not timed tests.
 bench: data
 	python benchmarks/throughput.py
+	python benchmarks/step_profile.py
 	python benchmarks/startup.py
 	python benchmarks/models.py
 

@@ -63,3 +63,17 @@ def test_distill_seeds_benchmark_names_the_command_that_trains_a_missing_teacher
     assert r.returncode != 0 and "dvc repro train@digits_lenet5" in r.stderr
     assert not (tmp_path / "d.json").exists()
 
+
+
+def test_step_profile_splits_a_step_into_its_parts(project, tmp_path):
+    out = tmp_path / "p.json"
+    r = run_cli([str(ROOT / "benchmarks/step_profile.py"), "--experiments", "mnist1d_logreg", "--epochs", "1",
+                 "--out", str(out)], cwd=project, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())["us_per_step"]["mnist1d_logreg"]
+    assert res["steps"] == -(-3400 // 128)  # one epoch of MNIST-1D's training split, batch 128
+    parts = ("data", "to_device", "forward", "backward", "optimizer", "zero_grad")
+    assert all(res[k] > 0 for k in parts), res
+    assert {"callback:ModelCheckpoint", "callback:LearningRateMonitor"} <= set(res)
+    # the batch's own parts sit inside Lightning's run_training_batch
+    assert res["batch_total"] >= res["forward"] + res["backward"] + res["optimizer"] + res["zero_grad"]
