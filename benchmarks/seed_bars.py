@@ -35,9 +35,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DIGITS_CNNS = ("digits_lenet5", "digits_alexnet", "digits_vgg16", "digits_googlenet", "digits_resnet18",
                "digits_plain18", "digits_resnet50", "digits_densenet", "digits_mobilenet_v1")
 # experiment -> (test metric, lowest value every seed and thread count must reach)
+# Two bars sit below the family's, for reasons measured over seeds 42 1 2 at 1 and 2 threads (docs/reproducibility.md):
+# - digits_plain18 is the degradation control: ResNet-18 without its shortcuts, trained with ResNet-18's recipe,
+#   which it must not get a recipe of its own to keep the comparison fair. With that recipe it reached
+#   0.9664-0.9778 (mean 0.972) where ResNet-18 reached 0.983-0.994: its spread straddles 0.97, hence 0.96.
+# - mnist1d_cnn1d: 0.9884-0.9918 (mean 0.990, 1 000 test signals, 0.1 point each); a bar at the mean fails
+#   about half the runs by construction, hence 0.985.
 BARS: dict[str, tuple[str, float]] = {
     **{name: ("test/acc", 0.97) for name in DIGITS_CNNS},
-    "mnist1d_cnn1d": ("test/acc", 0.99),
+    "digits_plain18": ("test/acc", 0.96),
+    "mnist1d_cnn1d": ("test/acc", 0.985),
     "mnist1d_gru": ("test/acc", 0.91),
     "ring_wgan": ("test/modes", 7.0),
 }
