@@ -216,3 +216,33 @@ def test_registered_regressor_predicts_in_target_units(project, tmp_path):
     raw = np.load(project / "artifacts/splits/diabetes/x_test.npy")[:10].astype(np.float32)
     expected = [float(row["predicted"]) for row in csv.DictReader((tmp_path / "eval/predictions.csv").open())][:10]
     assert np.asarray(model.predict(raw)).ravel() == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_dataset_row_inserted_by_another_run_at_the_same_moment_is_retried_not_fatal(tmp_path):
+    """Two runs started together log the same dataset: MLflow finds the row missing in both, both insert it,
+    and the second insert fails on the unique constraint. The loser logs again (then MLflow finds the row); an
+    unrelated error is raised at once."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from dlzoo.tracking.races import retry_race
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("e"))
+    dataset = mlflow.data.from_numpy(np.zeros((4, 2), np.float32), name="d", digest="abc")
+    attempts = []
+
+    def log_input():  # the first attempt loses the race, as the run beside it inserted the row first
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+                                  "datasets.name, datasets.digest")
+        client.log_inputs(run.info.run_id, [mlflow.entities.DatasetInput(dataset._to_mlflow_entity())])
+
+    retry_race(log_input, budget_s=30)
+    assert len(attempts) == 2
+    assert [d.dataset.name for d in client.get_run(run.info.run_id).inputs.dataset_inputs] == ["d"]
+    started = time.monotonic()
+    with pytest.raises(MlflowException, match="no such run"):
+        retry_race(lambda: (_ for _ in ()).throw(MlflowException("no such run")), budget_s=30)
+    assert time.monotonic() - started < 5

@@ -27,6 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dlzoo.errors import ConfigError
+from dlzoo.tracking.races import retry_race
 
 KINDS = ("float", "int", "categorical")
 
@@ -144,32 +145,6 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
-# What the loser of a schema race reads: a table or column the winner created a moment before, the winner's
-# write lock, or the alembic_version row both inserted.
-_RACE_MESSAGES = ("already exists", "database is locked", "duplicate column name", "unique constraint failed")
-
-
-def _retry_race(make, budget_s: float = 180.0):
-    """``make()``, tried again after a short random wait while it fails with a schema race: workers of a shared
-    search started at once race to create a fresh database's schema (MLflow migrates its tables on first use,
-    Optuna creates its own, and a second creator fails with "table ... already exists" or a locked database);
-    the loser tries again until the winner's schema is in place — on a loaded machine a migration takes tens of
-    seconds, hence a time budget rather than a count. Any other error (a mistyped URL, a directory that does not
-    exist, a refused connection) is raised at once: the race is told by its message, not by the library raising."""
-    import random
-    import time
-
-    deadline = time.monotonic() + budget_s
-    while True:
-        try:
-            return make()
-        except Exception as err:  # noqa: BLE001 -- sqlalchemy / alembic / MLflow wrap the race's error
-            racing = any(k in str(err).lower() for k in _RACE_MESSAGES)
-            if not racing or time.monotonic() > deadline:
-                raise
-            time.sleep(1 + random.random() * 2)
-
-
 def _open_store(uri: str, experiment_name: str):
     """(client, experiment id) of a store that concurrent workers may be creating at the same moment."""
     import mlflow
@@ -180,7 +155,7 @@ def _open_store(uri: str, experiment_name: str):
         client = mlflow.MlflowClient(uri)
         return client, mu.get_or_create_experiment(client, experiment_name)
 
-    return _retry_race(make)
+    return retry_race(make)
 
 
 def _study(hs: dict, direction: str, seed: int):
@@ -194,7 +169,7 @@ def _study(hs: dict, direction: str, seed: int):
         # sqlite: wait for a lock held by another worker instead of failing at once
         engine = {"connect_args": {"timeout": 60}} if str(storage).startswith("sqlite") else {}
         url = storage
-        storage = _retry_race(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine))
+        storage = retry_race(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine))
     sampler = optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(direction=direction, sampler=sampler, storage=storage,
                                 study_name=hs.get("study_name"), load_if_exists=storage is not None)

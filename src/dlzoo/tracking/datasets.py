@@ -51,11 +51,14 @@ def log_split_inputs(folder: Path, name: str, data_version: str | None) -> list:
     """Log the train / val / test splits in ``folder`` as inputs of the active MLflow run."""
     import mlflow
 
+    from dlzoo.tracking.races import retry_race
+
     logged = []
     for split in SPLITS:
         dataset = split_dataset(folder, name, split, data_version)
         if dataset is not None:
             tags = {"data.dvc.md5": data_version} if data_version else None
-            mlflow.log_input(dataset, context=split, tags=tags)
+            # runs started together on a fresh experiment may insert the same dataset row at once
+            retry_race(lambda: mlflow.log_input(dataset, context=split, tags=tags), budget_s=60)
             logged.append(dataset)
     return logged
