@@ -149,10 +149,10 @@ postgres:
 		|| echo "warning: could not install postgresql; the PostgreSQL test will be skipped"; \
 	else echo "note: no PostgreSQL (install Debian's postgresql package); the PostgreSQL test will be skipped"; fi
 
-test: data browser postgres
+test: data postgres
 	python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: data
+test-slow: data browser postgres
 	python -m pytest -m slow $(PYTEST_ARGS)
 
 # Benchmarks (issue 12): figures go to benchmarks/results/*.json; see benchmarks/README.md. Not timed tests.

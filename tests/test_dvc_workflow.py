@@ -176,6 +176,7 @@ def _wait_for_queue(repo: Path, timeout_s: float = 600) -> str:
     pytest.fail(f"queued experiments still running after {timeout_s:.0f} s:\n{status}")
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_queued_experiments_land_in_the_projects_mlflow_store(repo):
     """Two experiments and a failing one, run two at a time in DVC's temporary workspaces: every run is in
     the project's store with its experiment's name; the failed one is FAILED and its log says why."""

@@ -26,6 +26,7 @@ def _all_runs(client: mlflow.MlflowClient) -> list:
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_ddp_cpu_one_run_synced_metrics_no_duplicates(project):
     common = ["experiment=digits_mlp", "trainer.max_epochs=3", "train.log_model=false", *FAST]
     r = run_cli(["-m", "dlzoo.train", "trainer=ddp_cpu", *common, "hydra.run.dir=outputs/ddp"], cwd=project, timeout=300)

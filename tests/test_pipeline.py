@@ -194,7 +194,8 @@ def test_models_registered_evaluated_and_predicted_by_uri(repo):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium: `make test` installs Debian's chromium as root")
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium: `make test-slow` installs Debian's chromium as root")
 def test_browser_shows_the_report_and_the_runs_in_the_mlflow_ui(repo, tmp_path):
     """As a person would look: headless Chromium opens reports/index.html and the MLflow UI on loopback."""
     from conftest import start_mlflow
@@ -259,6 +260,7 @@ def test_second_repro_is_a_noop(repo):
     assert "Running stage" not in r.stdout
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_conf_edit_reruns_only_what_it_affects(repo):
     f = repo / "conf/model/cnn1d.yaml"  # a key that mnist1d_cnn1d's experiment file does not override
     assert "dropout: 0.1" in f.read_text()
@@ -269,6 +271,7 @@ def test_conf_edit_reruns_only_what_it_affects(repo):
     assert "Running stage 'train_main'" not in r.stdout
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_dvc_exp_run_sets_an_override_of_main(repo):
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "cnn dropout 0.2", "--allow-empty"], repo)
     sh(["dvc", "exp", "run", "-S", "+overrides.main.model=mlp", "-n", "mlp-main"], repo)

@@ -81,6 +81,7 @@ train: {log_model: false, test: false}
 """
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_optuna_search_shared_by_two_workers_one_parent_and_a_killed_worker_loses_nothing(project):
     import re
     import signal
@@ -94,23 +95,36 @@ def test_optuna_search_shared_by_two_workers_one_parent_and_a_killed_worker_lose
            f"hparams_search.storage={storage}", "hparams_search.study_name=shared"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    workers = [subprocess.Popen([*cmd, f"hydra.run.dir=outputs/w{i}"], cwd=project, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+    def start(i: int) -> subprocess.Popen:
+        return subprocess.Popen([*cmd, f"hydra.run.dir=outputs/w{i}"], cwd=project, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    # The second worker starts first, so that it surely finishes a trial before the first worker could have
+    # taken the whole study (a trial here takes about a second; a worker's start-up several). The first worker
+    # joins once the second has finished a trial; the second is killed at its next trial's end (or its exit):
+    # both run in the one study for a while, and the kill lands mid-search.
+    workers: dict[int, subprocess.Popen] = {1: start(1)}
     done_by_killed: list[int] = []  # trials the second worker finished before it was killed
+    seen: list[str] = []
     deadline = time.time() + 300
     for line in workers[1].stdout:
+        seen.append(line)
         m = re.match(r"trial (\d+): val/loss=", line)
         if m:
             done_by_killed.append(int(m.group(1)))
-            workers[1].send_signal(signal.SIGKILL)  # mid-search, in the middle of its next trial at the latest
-            break
+            if 0 not in workers:
+                workers[0] = start(0)
+            else:
+                break
         assert time.time() < deadline, "the second worker finished no trial in time"
+    workers[1].send_signal(signal.SIGKILL)  # mid-search, in the middle of its next trial at the latest
+    assert done_by_killed and 0 in workers, "".join(seen)[-3000:]
     workers[1].wait(timeout=60)
     out = workers[0].communicate(timeout=600)[0]
     assert workers[0].returncode == 0, out[-3000:]
     study = optuna.load_study(study_name="shared", storage=storage)
     complete = {t.number: t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
-    assert done_by_killed and set(done_by_killed) <= set(complete)  # the killed worker's finished trial is kept
+    assert set(done_by_killed) <= set(complete)  # the killed worker's finished trials are kept
     assert len(study.trials) == 6 and len(complete) >= 4
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -195,6 +195,7 @@ def test_registered_model_serves_raw_samples_like_predict(project, tmp_path):
     assert r.returncode != 0 and "digits-mlp" in r.stderr  # lists the registered models
 
 
+@pytest.mark.slow  # long (subprocesses, services): `make test-slow` runs it
 def test_registered_regressor_predicts_in_target_units(project, tmp_path):
     """A registered regressor takes raw features and answers in the target's units, and `dlzoo.evaluate` of
     its models:/ URI gives the figures of the run's own evaluation."""
