@@ -250,3 +250,22 @@ def test_two_trainings_write_to_a_postgresql_backed_mlflow_server_at_once(projec
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_jobs_started_together_on_a_fresh_store_both_record_their_run(project):
+    """Two `dlzoo.train` started at the same moment on a store that does not exist yet (two terminals, a
+    `--jobs 2` benchmark): MLflow builds a fresh sqlite store by migrating its schema, and two processes
+    migrating at once leave it half-migrated for every later job. Both jobs must finish and both runs be in
+    the store, which later jobs can still open."""
+    db = project / "fresh" / "mlflow.db"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    cmd = [PY, "-m", "dlzoo.train", "experiment=diabetes_mlp", "trainer.max_epochs=1", "train.log_model=false",
+           "train.test=false", *FAST]
+    jobs = [subprocess.Popen([*cmd, f"hydra.run.dir=outputs/j{i}"], cwd=project, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+    outs = [j.communicate(timeout=400)[0] for j in jobs]
+    assert [j.returncode for j in jobs] == [0, 0], "\n".join(o[-2000:] for o in outs)
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+    assert len({r.info.experiment_id for r in runs}) == 1  # one experiment, not one per racing creator

@@ -114,8 +114,6 @@ def log_row(client, parent_id: str, prefix: str, row: dict) -> None:
 
 
 def compare(name: str, out_root: Path) -> dict:
-    import mlflow
-
     from dlzoo.configure import compose
     from dlzoo.tracking import mlflow_utils as mu
     from dlzoo.train import quiet
@@ -124,7 +122,7 @@ def compare(name: str, out_root: Path) -> dict:
     base = base_overrides(spec)
     cfg0 = compose(base)
     quiet()
-    client = mlflow.MlflowClient(mu.tracking_uri(cfg0.logger.get("tracking_uri")))
+    client = mu.store_client(mu.tracking_uri(cfg0.logger.get("tracking_uri")))
     pid = start_parent(client, cfg0, f"compare-{name}", base, {"dlzoo.compare": name})
     client.log_param(pid, "compare.base", " ".join(spec.get("base", [])))
     result = {"comparison": name, "title": spec.get("title", name), "dataset": cfg0.data.name, "model": cfg0.model.name,

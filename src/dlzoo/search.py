@@ -147,12 +147,10 @@ PARENT_ATTR = "mlflow_parent_run_id"
 
 def _open_store(uri: str, experiment_name: str):
     """(client, experiment id) of a store that concurrent workers may be creating at the same moment."""
-    import mlflow
-
     from dlzoo.tracking import mlflow_utils as mu
 
     def make():
-        client = mlflow.MlflowClient(uri)
+        client = mu.store_client(uri)
         return client, mu.get_or_create_experiment(client, experiment_name)
 
     return retry_race(make)

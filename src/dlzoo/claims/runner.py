@@ -120,7 +120,6 @@ def thread_overrides(cfg0, threads: int | None) -> list[str]:
 
 def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds: list[int] | None = None,
               threads: int | None = None) -> dict:
-    import mlflow
     import torch
 
     from dlzoo.compare import CURVE_KEYS, base_overrides, log_row, run_variant, start_parent, terminated
@@ -138,7 +137,7 @@ def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds:
     cfg0 = compose([*base, *first["overrides"]])
     base += thread_overrides(cfg0, threads)
     quiet()
-    client = mlflow.MlflowClient(mu.tracking_uri(cfg0.logger.get("tracking_uri")))
+    client = mu.store_client(mu.tracking_uri(cfg0.logger.get("tracking_uri")))
     pid = start_parent(client, cfg0, f"claim-{spec['name']}", base, {"dlzoo.claim": spec["name"]})
     client.log_param(pid, "claim", spec["claim"][:6000])
     client.set_tag(pid, "dlzoo.threads", str(torch.get_num_threads()))

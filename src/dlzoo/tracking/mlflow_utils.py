@@ -41,6 +41,42 @@ def tracking_uri(configured: str | None = None) -> str:
     return f"sqlite:///{store_root() / 'mlflow.db'}?timeout={SQLITE_BUSY_TIMEOUT_S}"
 
 
+def ensure_store(uri: str) -> None:
+    """Make sure the sqlite store at ``uri`` exists, creating it one process at a time.
+
+    MLflow builds a fresh sqlite store by running its ~50 schema migrations (alembic), which on sqlite copy
+    tables through ``_alembic_tmp_*`` ones. Two processes doing that at once (two jobs, torchrun ranks, a
+    `--jobs 2` benchmark started together) do not just fail: the loser leaves the store half-migrated ("table
+    _alembic_tmp_experiments already exists", "expected to match one row ... 0 found") and every later job
+    fails on it. Retrying cannot mend that, so the creation is serialised with a lock file beside the database
+    (``<db>.lock``, filelock: the cross-platform lock torch and huggingface use); once the store exists, opening
+    it migrates nothing and the lock is held for a few milliseconds. Servers and other databases are left to
+    their own locking."""
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri[len("sqlite:///"):].split("?")[0])
+    if db in _READY_STORES:
+        return
+    import mlflow
+    from filelock import FileLock
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock", timeout=600):
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates / checks the schema
+    _READY_STORES.add(db)
+
+
+_READY_STORES: set[Path] = set()
+
+
+def store_client(uri: str):
+    """An ``MlflowClient`` on ``uri``, its store created first if it is a fresh sqlite file (see ensure_store)."""
+    import mlflow
+
+    ensure_store(uri)
+    return mlflow.MlflowClient(uri)
+
+
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast, before any training, when a tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
@@ -192,6 +228,7 @@ class JobRun:
             return
         import mlflow
 
+        ensure_store(self.uri)
         mlflow.set_tracking_uri(self.uri)
         if system_metrics_s:
             mlflow.set_system_metrics_sampling_interval(system_metrics_s)

@@ -38,12 +38,9 @@ class MLflowSweepParent(Callback):
         self.metric, self.mode = metric, mode
 
     def _client(self, config: DictConfig):
-        import mlflow
+        from dlzoo.tracking.mlflow_utils import get_or_create_experiment, store_client, tracking_uri
 
-        from dlzoo.tracking.mlflow_utils import get_or_create_experiment, tracking_uri
-
-        uri = tracking_uri(config.logger.get("tracking_uri"))
-        client = mlflow.MlflowClient(uri)
+        client = store_client(tracking_uri(config.logger.get("tracking_uri")))
         return client, get_or_create_experiment(client, config.logger.experiment_name)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
