@@ -150,6 +150,7 @@ postgres:
 	else echo "note: no PostgreSQL (install Debian's postgresql package); the PostgreSQL test will be skipped"; fi
 
 test: data postgres
+	python -m ruff check src tests benchmarks
 	python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: data browser postgres

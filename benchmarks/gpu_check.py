@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from dlzoo.accelerators import check_trainer
     from dlzoo.errors import ConfigError
-    from dlzoo.train import quiet
+    from dlzoo.console import quiet
 
     quiet()
     setting = _setting(args.dry_run)

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     from omegaconf import OmegaConf
 
     from dlzoo.configure import compose
-    from dlzoo.train import quiet
+    from dlzoo.console import quiet
 
     quiet()
     if args.threads:

@@ -16,7 +16,7 @@ from conftest import FAST, compose
 from dlzoo.compress import measure as M
 from dlzoo.compress import prune as P
 from dlzoo.compress import quantize as Q
-from dlzoo.compress.distill import kd_loss
+from dlzoo.tasks.distill import kd_loss
 
 
 def tiny_mlp(width: int = 64) -> nn.Module:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import FAST, compose
-from dlzoo.compress.gate import BudgetLoss, GatedConvBN, flops_per_input, gate_network, gates, gating_figures
+from dlzoo.compress.gate import BudgetLoss, flops_per_input, gate_network, gates, gating_figures
 from dlzoo.errors import ConfigError
 from dlzoo.models import get_model
 

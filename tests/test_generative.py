@@ -14,7 +14,7 @@ from conftest import FAST, compose
 from dlzoo.data.synthetic import RING_STD, make_ring, ring_centers
 from dlzoo.models import get_model
 from dlzoo.models.generative import reparameterize
-from dlzoo.tasks.generative import AutoencodeTask, GANTask, kl_to_standard_normal, mode_coverage
+from dlzoo.tasks.generative import GANTask, kl_to_standard_normal, mode_coverage
 
 
 def _trainer(**kw) -> pl.Trainer:

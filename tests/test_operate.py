@@ -4,10 +4,7 @@ faults (SIGTERM, NaN loss, bad checkpoints, unreachable server)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 

@@ -70,10 +70,11 @@ train: {log_model: false, test: false}
 
 def test_search_records_child_runs_and_survives_a_crashed_trial(project):
     from dlzoo.search import search
+    from dlzoo.train import run
 
     (project / "conf" / "hparams_search" / "tiny.yaml").write_text(SEARCH)
     overrides = ["experiment=diabetes_mlp", "hparams_search=tiny"]
-    summary = search(compose(overrides), project / "out", overrides)
+    summary = search(compose(overrides), project / "out", overrides, train=run)
     assert summary["n_failed"] >= 1 and summary["n_complete"] >= 1  # lr=-1 trials fail, the others run
     assert summary["n_failed"] + summary["n_complete"] == 4 and summary["best_params"]["optimizer.lr"] == 0.01
     client = _client(project)

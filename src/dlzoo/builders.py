@@ -134,8 +134,25 @@ def _classify_task(cfg: DictConfig, net, num_classes: int):
     )
 
 
+def load_trained_network(run_dir):
+    """(run_info, config, datamodule set up, network with the run's best weights in eval mode) of a training
+    run folder: a distillation teacher here, a compression source in dlzoo.compress.source."""
+    from pathlib import Path
+
+    from dlzoo import runs
+
+    run_dir = Path(run_dir)
+    info = runs.load_run(run_dir)
+    cfg = runs.load_config(run_dir)
+    ckpt = runs.checkpoint(info, run_dir)
+    dm = build_datamodule(cfg)
+    dm.setup()
+    net = build_network(cfg, dm.input_shape, dm.num_classes)
+    net.load_state_dict(runs.net_state(ckpt))
+    return info, cfg, dm, net.eval()
+
+
 def _distill_task(cfg: DictConfig, net, num_classes: int):
-    from dlzoo.compress.source import load_source
     from dlzoo.errors import ConfigError
     from dlzoo.tasks.distill import DistillationTask
 
@@ -144,7 +161,7 @@ def _distill_task(cfg: DictConfig, net, num_classes: int):
         raise ConfigError("task=distill needs distill.teacher: a trained run folder, e.g. "
                           "+distill.teacher=artifacts/runs/mnist1d_cnn1d")
     base = _classify_task(cfg, net, num_classes)
-    return DistillationTask(net, load_source(kd.teacher).net, temperature=kd.get("temperature", 4.0),
+    return DistillationTask(net, load_trained_network(kd.teacher)[3], temperature=kd.get("temperature", 4.0),
                             alpha=kd.get("alpha", 0.9), num_classes=num_classes,
                             optimizer=base.optimizer_factory, scheduler=base.scheduler_factory,
                             loss_fn=base.loss_fn, **{k: base.hparams[k] for k in

@@ -116,7 +116,7 @@ def log_row(client, parent_id: str, prefix: str, row: dict) -> None:
 def compare(name: str, out_root: Path) -> dict:
     from dlzoo.configure import compose
     from dlzoo.tracking import mlflow_utils as mu
-    from dlzoo.train import quiet
+    from dlzoo.console import quiet
 
     spec = load_comparison(name)
     base = base_overrides(spec)

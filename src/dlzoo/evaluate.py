@@ -18,20 +18,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dlzoo.errors import DataError, DlzooError
+from dlzoo.errors import DlzooError
 from dlzoo.paths import project_root, report_json
+from dlzoo.runs import checkpoint, load_config, load_run
 
-
-def load_run(run_dir: Path) -> dict:
-    info_path = run_dir / "run_info.json"
-    if not info_path.exists():
-        raise DataError(f"{info_path} not found: train first, e.g. `python -m dlzoo.train output_dir={run_dir}`"
-                        " or `dvc repro`")
-    return json.loads(info_path.read_text())
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 def load_source(source: str | Path) -> tuple[dict, "DictConfig", Path | None]:
@@ -41,7 +37,7 @@ def load_source(source: str | Path) -> tuple[dict, "DictConfig", Path | None]:
 
     if not str(source).startswith("models:/"):
         run_dir = Path(source)
-        return load_run(run_dir), OmegaConf.load(run_dir / "config.yaml"), run_dir
+        return load_run(run_dir), load_config(run_dir), run_dir
     import mlflow
 
     from dlzoo.tracking.mlflow_utils import tracking_uri
@@ -62,9 +58,6 @@ def load_source(source: str | Path) -> tuple[dict, "DictConfig", Path | None]:
 def load_task(source: str | Path, ckpt: str | None = None):
     """(run_info, config, datamodule set up, task with the trained weights in eval mode) of a training run
     folder (its best checkpoint, or ``ckpt``) or of a registered model (``models:/...``)."""
-    from dlzoo.train import quiet
-
-    quiet()
     import lightning.pytorch as pl
     import torch
 
@@ -89,12 +82,21 @@ def load_task(source: str | Path, ckpt: str | None = None):
             task.y_mean.fill_(dm.target_stats[0])  # which fitting set from the training split, as here
             task.y_std.fill_(dm.target_stats[1])
     else:
-        ckpt = ckpt or info.get("best_ckpt") or info.get("last_ckpt")
-        if not ckpt or not Path(ckpt).exists():
-            raise DataError(f"checkpoint {ckpt!r} of {run_dir} not found: re-train with `dvc repro` or pass --ckpt")
+        ckpt = checkpoint(info, run_dir, ckpt, fix="re-train with `dvc repro` or pass --ckpt")
         task.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
     task.eval()
     return info, cfg, dm, task
+
+
+def log_confusion_matrix(cm, output_dir: Path, dataset: str) -> Path:
+    import mlflow
+
+    from dlzoo.report.plots import confusion_matrix
+
+    path = confusion_matrix(cm, output_dir / "plots" / "confusion_matrix.png", title=f"{dataset}: test confusion matrix "
+                            f"(acc {cm.trace() / max(cm.sum(), 1):.3f})")
+    mlflow.log_artifact(str(path), "plots")
+    return path
 
 
 def split_loader(dm, split: str):
@@ -121,7 +123,6 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
     import numpy as np
     import torch
 
-    from dlzoo.train import log_confusion_matrix
 
     from dlzoo.accelerators import device
 
@@ -254,6 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", type=Path, default=None,
                     help="folder for predictions.csv and plots (default: artifacts/eval/<run folder name>)")
     args = ap.parse_args(argv)
+    from dlzoo.console import quiet
+
+    quiet()
     try:
         name = (args.run_dir[len("models:/"):].replace("/", "-").replace("@", "-")
                 if args.run_dir.startswith("models:/") else Path(args.run_dir).name)

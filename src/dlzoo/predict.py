@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("inputs", nargs="+", type=Path, help=".npy, .csv or image files of raw samples")
     ap.add_argument("--out", type=Path, default=None, help="write the CSV here (default: stdout)")
     args = ap.parse_args(argv)
+    from dlzoo.console import quiet
+
+    quiet()
     try:
         rows = predict(args.model, args.inputs)
     except DlzooError as exc:

@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", type=Path, required=True, help="folder for samples.csv and samples.png")
     ap.add_argument("--per-label", type=int, default=100, help="samples drawn per label")
     args = ap.parse_args(argv)
+    from dlzoo.console import quiet
+
+    quiet()
     try:
         result = sample_quality(args.run_dir, args.classifier, args.out_dir, args.per_label)
     except DlzooError as exc:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -71,13 +71,14 @@ def suggest(trial, space: dict) -> tuple[dict[str, Any], list[str]]:
     return values, sorted(overrides, key=lambda o: o.startswith("++"))  # groups before values
 
 
-def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
-    """Run the search described by ``cfg.hparams_search``; trial folders go under ``output_dir``.
-    Returns {best_value, best_params, best_trial, parent_run_id, n_failed}."""
+def search(cfg: DictConfig, output_dir: Path, overrides: list[str], train: Callable[..., dict]) -> dict:
+    """Run the search described by ``cfg.hparams_search``; trial folders go under ``output_dir``; each trial
+    is trained by ``train`` (``dlzoo.train.run``, passed in by the training entry point so that this module
+    does not import the one that calls it). Returns {best_value, best_params, best_trial, parent_run_id,
+    n_failed}."""
     import optuna
 
     from dlzoo.tracking import mlflow_utils as mu
-    from dlzoo.train import quiet, run
 
     hs = OmegaConf.to_container(cfg.hparams_search, resolve=True)
     space = hs.get("params") or {}
@@ -89,7 +90,6 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
     direction = "maximize" if OmegaConf.select(cfg, "callbacks.model_checkpoint.mode") == "max" else "minimize"
     base = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "output_dir="))]
 
-    quiet()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _study(hs, direction, hs.get("seed", cfg.seed))
     client, exp_id = _open_store(mu.tracking_uri(cfg.logger.get("tracking_uri")), cfg.logger.experiment_name)
@@ -114,7 +114,7 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict:
             tags = {"mlflow.parentRunId": pid, "dlzoo.trial": str(trial.number)}
             try:
                 trial_cfg = _compose([*base, *trial_overrides])
-                info = run(trial_cfg, output_dir / f"trial_{trial.number:03d}", [*base, *trial_overrides], extra_tags=tags)
+                info = train(trial_cfg, output_dir / f"trial_{trial.number:03d}", [*base, *trial_overrides], extra_tags=tags)
                 value = (info.get("best_score") or {}).get(monitor)
                 if value is None:
                     raise RuntimeError(f"the trial logged no {monitor}")

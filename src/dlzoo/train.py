@@ -17,38 +17,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from dlzoo.console import quiet
 from dlzoo.errors import DlzooError
 from dlzoo.paths import conf_dir
-
-QUIET_WARNINGS = (
-    ".*does not have many workers.*",
-    ".*LitLogger.*",
-    ".*litlogger.*",
-    ".*Checkpoint directory .* exists and is not empty.*",
-    ".*The number of training batches .* is smaller than the logging interval.*",
-    ".*torch.ao.quantization.*",
-    ".*Starting from v1.9.0, `tensorboardX` has been removed.*",
-)
-
-
-def quiet() -> None:
-    import logging
-
-    for pattern in QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=pattern)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # "GPU available: False ...", the litlogger tip: under Hydra's logging they print once per Trainer
-    for name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
 
 def hydra_output_dir() -> tuple[Path, list[str]]:
     from hydra.core.hydra_config import HydraConfig
@@ -70,7 +46,6 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
     from dlzoo.accelerators import check_trainer
 
     check_trainer(cfg.trainer)  # a missing GPU (or too few) fails here, before any data is built
-    quiet()
     import lightning.pytorch as pl
     from lightning.pytorch.trainer.states import TrainerStatus
     from lightning.pytorch.utilities import rank_zero_only
@@ -170,6 +145,8 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
             results = trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)[0]
             info["test"] = {k: float(v) for k, v in results.items()}
             if rank0 and getattr(task, "test_confusion", None) is not None:  # classification tasks
+                from dlzoo.evaluate import log_confusion_matrix
+
                 log_confusion_matrix(task.test_confusion, output_dir, cfg.data.name)
         if rank0 and trainer_kwargs["profiler"] is not None:  # Lightning's profiler reports (debug=profiler)
             job.log_artifacts(str(output_dir / "profiler"), "profiler")
@@ -259,19 +236,9 @@ def _log_run_artifacts(cfg, task, trainer, history, output_dir: Path, info: dict
         info["model_uri"] = logged.model_uri  # registered by the test evaluation (dlzoo.evaluate, dlzoo.tracking.registry)
 
 
-def log_confusion_matrix(cm, output_dir: Path, dataset: str) -> Path:
-    import mlflow
-
-    from dlzoo.report.plots import confusion_matrix
-
-    path = confusion_matrix(cm, output_dir / "plots" / "confusion_matrix.png", title=f"{dataset}: test confusion matrix "
-                            f"(acc {cm.trace() / max(cm.sum(), 1):.3f})")
-    mlflow.log_artifact(str(path), "plots")
-    return path
-
-
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
+    quiet()
     hydra_dir, overrides = hydra_output_dir()
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else hydra_dir
     from dlzoo.tracking.sweep import parent_run_id
@@ -280,7 +247,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         if cfg.get("hparams_search"):  # hparams_search=<name>: an Optuna search, one child run per trial
             from dlzoo.search import search
 
-            return search(cfg, output_dir, overrides)["best_value"]
+            return search(cfg, output_dir, overrides, train=run)["best_value"]
         info = run(cfg, output_dir, overrides, parent_run_id=parent_run_id())
         if cfg.train.get("metrics") and info["run_id"] is not None:  # rank 0 evaluates, as dlzoo.evaluate does
             from dlzoo.evaluate import evaluate

@@ -125,7 +125,7 @@ def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds:
     from dlzoo.compare import CURVE_KEYS, base_overrides, log_row, run_variant, start_parent, terminated
     from dlzoo.configure import compose
     from dlzoo.tracking import mlflow_utils as mu
-    from dlzoo.train import quiet
+    from dlzoo.console import quiet
 
     started = time.perf_counter()
     root = project_root()

@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from dlzoo.compress import measure as M
-from dlzoo.compress.source import Source, finetune, load_source, net_state
+from dlzoo.compress.source import Source, finetune, load_source
+from dlzoo.runs import checkpoint, net_state
 from dlzoo.errors import ConfigError
 from dlzoo.paths import conf_dir
 
@@ -116,7 +117,7 @@ def _distill(src: Source, recipe: DictConfig, out_dir: Path) -> list[Result]:
     for role, cfg in cfgs.items():
         info = run(cfg, out_dir / role, [f"compress={recipe.name}", f"role={role}"])
         net = builders.build_network(cfg, src.dm.input_shape, src.dm.num_classes)
-        net.load_state_dict(net_state(info.get("best_ckpt") or info["last_ckpt"]))
+        net.load_state_dict(net_state(checkpoint(info, out_dir / role)))
         results.append(Result(net.eval(), run_id=info["run_id"], role=role))
     return results
 
@@ -208,7 +209,7 @@ def compress(run_dir: Path, recipes: list[str], out_dir: Path, overrides: list[s
     import logging
     import warnings
 
-    from dlzoo.train import quiet
+    from dlzoo.console import quiet
 
     quiet()
     for name in ("pytorch_lightning", "lightning.pytorch", "mlflow.pytorch"):

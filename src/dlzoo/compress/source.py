@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-from dlzoo.errors import DataError
 
 
 @dataclass
@@ -32,27 +30,11 @@ class Source:
         return self.info["run_id"]
 
 
-def net_state(ckpt: str | Path) -> dict[str, torch.Tensor]:
-    """The network's weights from a Lightning checkpoint of any dlzoo task (the task holds it as ``net``)."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-
-
 def load_source(run_dir: str | Path) -> Source:
-    from dlzoo import builders
-    from dlzoo.evaluate import load_run
+    from dlzoo.builders import load_trained_network
 
-    run_dir = Path(run_dir)
-    info = load_run(run_dir)
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    ckpt = info.get("best_ckpt") or info.get("last_ckpt")
-    if not ckpt or not Path(ckpt).exists():
-        raise DataError(f"checkpoint {ckpt!r} of {run_dir} not found: re-train it with `dvc repro`")
-    dm = builders.build_datamodule(cfg)
-    dm.setup()
-    net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
-    net.load_state_dict(net_state(ckpt))
-    return Source(run_dir, info, cfg, dm, net.eval())
+    info, cfg, dm, net = load_trained_network(run_dir)
+    return Source(Path(run_dir), info, cfg, dm, net)
 
 
 def finetune(src: Source, net: nn.Module, epochs: int, lr: float, loss_fn: nn.Module | None = None) -> nn.Module:

@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from dlzoo.paths import project_root
+from dlzoo.report.html import TITLE, to_html
 from dlzoo.report.leaderboard import by_dataset, console_table, load_rows, markdown, score_key
 
 UI_HINT = "`make ui`, then"
-TITLE = "dlzoo report"
 
 
 def _plots(groups: dict[str, list[dict]], out: Path) -> list[str]:
@@ -48,20 +48,6 @@ def _plots(groups: dict[str, list[dict]], out: Path) -> list[str]:
                     title="test accuracy vs parameters")
             lines.append("![accuracy vs parameters](accuracy_vs_params.png)")
     return lines
-
-
-def to_html(markdown_text: str, title: str = TITLE) -> str:
-    """The report's Markdown as a standalone HTML page (tables and images; markdown-it-py, which rich already
-    brings, renders it)."""
-    from markdown_it import MarkdownIt
-
-    body = MarkdownIt("commonmark").enable("table").render(markdown_text)
-    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
-             "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0}code{background:#f3f3f3}")
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{style}</style></head>\n<body>\n{body}</body></html>\n")
 
 
 def build(metrics_dir: Path, out: Path, tracking_uri: str | None = None) -> dict[str, list[dict]]:

@@ -4,10 +4,22 @@ outputs and the labels. Validation and test are the classification task's (cross
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from dlzoo.compress.distill import kd_loss
 from dlzoo.tasks.classify import ClassificationTask
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+            temperature: float, alpha: float) -> torch.Tensor:
+    """alpha * T^2 * KL(softmax(z_t/T) || softmax(z_s/T)) + (1 - alpha) * CE(z_s, y), batch mean.
+
+    The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T changes
+    (Hinton et al. 2015, section 2)."""
+    log_p_s = F.log_softmax(student_logits / temperature, dim=1)  # (B, C)
+    log_p_t = F.log_softmax(teacher_logits / temperature, dim=1)  # (B, C)
+    kl = F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean")
+    return alpha * temperature ** 2 * kl + (1 - alpha) * F.cross_entropy(student_logits, target)
 
 
 class DistillationTask(ClassificationTask):

@@ -137,7 +137,7 @@ def section(rows: list[dict], out_dir: Path) -> str | None:
             "spread). A claim holds when all its checks hold, does not hold when none does, partly holds when some "
             "hold and others do not, and is inconclusive otherwise.\n\n"
             + "\n".join(_claim_md(c, out_dir) for c in claims))
-    from dlzoo.report.cli import to_html
+    from dlzoo.report.html import to_html
 
     (out_dir / "claims.md").write_text(text)
     (out_dir / "claims.html").write_text(to_html(text, "dlzoo lecture claims"))

@@ -1,0 +1,36 @@
+"""What a command-line entry point sets up for its user before any work: quiet logs.
+
+Third-party libraries print warnings that say nothing to a dlzoo user (the DataLoader's worker count on an
+in-memory dataset, Lightning's logger tips, a fresh checkpoint folder) and log every MLflow migration; the
+entry points (`dlzoo.train`, `dlzoo.evaluate`, compress, compare, claims, search, the benchmarks) call
+``quiet()`` once. Library functions do not: they leave the process's warning filters as the caller set them.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+QUIET_WARNINGS = (
+    ".*does not have many workers.*",
+    ".*LitLogger.*",
+    ".*litlogger.*",
+    ".*Checkpoint directory .* exists and is not empty.*",
+    ".*The number of training batches .* is smaller than the logging interval.*",
+    ".*torch.ao.quantization.*",
+    ".*Starting from v1.9.0, `tensorboardX` has been removed.*",
+)
+
+
+def quiet() -> None:
+    import logging
+
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # "GPU available: False ...", the litlogger tip: under Hydra's logging they print once per Trainer
+    for name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
