@@ -247,3 +247,25 @@ def test_a_dataset_row_inserted_by_another_run_at_the_same_moment_is_retried_not
     with pytest.raises(MlflowException, match="no such run"):
         retry_race(lambda: (_ for _ in ()).throw(MlflowException("no such run")), budget_s=30)
     assert time.monotonic() - started < 5
+
+
+def test_a_run_ends_with_the_status_of_how_its_block_ended():
+    """The one context manager that closes training runs and the parent runs of searches, comparisons and
+    claims: FINISHED, FAILED on an error, KILLED on Ctrl-C / SIGTERM (Lightning's SystemExit); the error
+    goes on up once the run is closed."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from dlzoo.tracking.mlflow_utils import ending
+
+    for raised, expected in [(None, "FINISHED"), (ValueError("bad"), "FAILED"), (KeyboardInterrupt(), "KILLED"),
+                             (SystemExit(1), "KILLED"), (SIGTERMException(), "KILLED")]:
+        closed = []
+        try:
+            with ending(lambda status, error: closed.append((status, error))):
+                if raised is not None:
+                    raise raised
+        except BaseException as exc:  # noqa: BLE001
+            assert exc is raised
+        else:
+            assert raised is None
+        assert closed == [(expected, raised)]

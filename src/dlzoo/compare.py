@@ -12,7 +12,6 @@ per-epoch curves; the report draws them (dlzoo.report.sections.comparisons).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import re
@@ -58,30 +57,6 @@ def base_overrides(spec: dict) -> list[str]:
                          "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"])
 
 
-def start_parent(client, cfg0, run_name: str, base: list[str], tags: dict[str, str]) -> str:
-    """An MLflow parent run for a group of variant runs (a comparison, a claim); returns its id."""
-    from dlzoo.tracking import mlflow_utils as mu
-
-    exp_id = mu.get_or_create_experiment(client, cfg0.logger.experiment_name)
-    return client.create_run(exp_id, run_name=run_name, tags=mu.provenance_tags(base) | tags).info.run_id
-
-
-@contextlib.contextmanager
-def terminated(client, parent_id: str):
-    """Ends a parent run FINISHED, KILLED (Ctrl-C, SIGTERM: Lightning turns them into SystemExit /
-    SIGTERMException) or FAILED, so that it is never left RUNNING."""
-    from dlzoo.tracking import mlflow_utils as mu
-
-    error: BaseException | None = None
-    try:
-        yield
-    except BaseException as exc:  # noqa: BLE001 -- re-raised below once the run is closed
-        error = exc
-        raise
-    finally:
-        client.set_terminated(parent_id, mu.end_status(error, isinstance(error, SystemExit)))
-
-
 def run_variant(variant: str, overrides: list[str], out: Path, parent_id: str, keep: tuple[str, ...] = (),
                 checkpoint: str = "last", curve_keys: tuple[str, ...] = CURVE_KEYS) -> tuple[dict, object, object]:
     """Train one variant as a child run of ``parent_id`` and measure its ``checkpoint`` ("last": the final weights,
@@ -123,11 +98,11 @@ def compare(name: str, out_root: Path) -> dict:
     cfg0 = compose(base)
     quiet()
     client = mu.store_client(mu.tracking_uri(cfg0.logger.get("tracking_uri")))
-    pid = start_parent(client, cfg0, f"compare-{name}", base, {"dlzoo.compare": name})
+    pid = mu.start_parent(client, cfg0.logger.experiment_name, f"compare-{name}", base, {"dlzoo.compare": name})
     client.log_param(pid, "compare.base", " ".join(spec.get("base", [])))
     result = {"comparison": name, "title": spec.get("title", name), "dataset": cfg0.data.name, "model": cfg0.model.name,
               "parent_run_id": pid, "variants": {}}
-    with terminated(client, pid):
+    with mu.ending(lambda status, _: client.set_terminated(pid, status)):
         for variant, overrides in spec["variants"].items():
             row, _, _ = run_variant(variant, [*base, *overrides], out_root / variant, pid, tuple(spec.get("metrics", [])))
             result["variants"][variant] = row

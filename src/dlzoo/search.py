@@ -96,20 +96,29 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str], train: Calla
     name = cfg.get("name") or cfg.model.name
 
     def new_parent() -> str:
-        parent = client.create_run(exp_id, run_name=f"search-{name}-{monitor.replace('/', '_')}", tags=mu.provenance_tags(
-            overrides) | {"dlzoo.search": "optuna", "dlzoo.name": str(name)})
-        client.log_param(parent.info.run_id, "search.space", json.dumps(space)[:6000])
+        pid = mu.start_parent(client, cfg.logger.experiment_name, f"search-{name}-{monitor.replace('/', '_')}",
+                              overrides, {"dlzoo.search": "optuna", "dlzoo.name": str(name)})
+        client.log_param(pid, "search.space", json.dumps(space)[:6000])
         for k, v in {"search.metric": monitor, "search.direction": direction, "search.n_trials": hs["n_trials"],
                      "search.base_overrides": " ".join(base) or "(none)"}.items():
-            client.log_param(parent.info.run_id, k, v)
-        return parent.info.run_id
+            client.log_param(pid, k, v)
+        return pid
 
-    pid = None if hs.get("storage") else new_parent()  # a shared study: the worker that asks trial 0 creates it
-    n_failed, status = 0, "FINISHED"
-    try:
+    # a shared study: the worker that asks trial 0 creates the parent run
+    state: dict[str, Any] = {"pid": None if hs.get("storage") else new_parent(), "n_failed": 0}
+
+    def close(status: str, _error: BaseException | None) -> None:
+        pid = state["pid"] = state["pid"] or study.user_attrs.get(PARENT_ATTR)
+        if pid is None:  # a shared study this worker asked nothing of (it had all its trials already)
+            raise ConfigError(f"hparams_search.n_trials={hs['n_trials']}: the study {hs.get('study_name')!r} in "
+                              f"{hs.get('storage')} has that many trials already; raise n_trials to go on")
+        state["summary"] = _summarise(client, study, pid, monitor, state["n_failed"])
+        client.set_terminated(pid, status)
+
+    with mu.ending(close):
         while _open_trials(study) < int(hs["n_trials"]):  # the study's trials: every worker's, in a shared one
             trial = study.ask()
-            pid = pid or _shared_parent(study, trial.number, new_parent)
+            pid = state["pid"] = state["pid"] or _shared_parent(study, trial.number, new_parent)
             values, trial_overrides = suggest(trial, space)
             tags = {"mlflow.parentRunId": pid, "dlzoo.trial": str(trial.number)}
             try:
@@ -119,7 +128,7 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str], train: Calla
                 if value is None:
                     raise RuntimeError(f"the trial logged no {monitor}")
             except Exception as exc:  # noqa: BLE001 -- a crashed trial must not end the search
-                n_failed += 1
+                state["n_failed"] += 1
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 _record_failure(client, exp_id, pid, trial.number, values, exc)
                 print(f"trial {trial.number} failed ({type(exc).__name__}: {exc}); the search goes on", file=sys.stderr)
@@ -127,16 +136,7 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str], train: Calla
             study.tell(trial, value)
             client.log_metric(pid, "trial/value", value, step=trial.number)
             print(f"trial {trial.number}: {monitor}={value:.4f} {' '.join(trial_overrides)}")
-    except BaseException:
-        status = "KILLED"
-        raise
-    finally:
-        pid = pid or study.user_attrs.get(PARENT_ATTR)
-        if pid is None:  # a shared study this worker asked nothing of (it had all its trials already)
-            raise ConfigError(f"hparams_search.n_trials={hs['n_trials']}: the study {hs.get('study_name')!r} in "
-                              f"{hs.get('storage')} has that many trials already; raise n_trials to go on")
-        summary = _summarise(client, study, pid, monitor, n_failed)
-        client.set_terminated(pid, status)
+    summary, pid = state["summary"], state["pid"]
     print(f"best {monitor}={summary['best_value']} (trial {summary['best_trial']}): {summary['best_params']}; "
           f"MLflow parent run {pid}")
     return summary

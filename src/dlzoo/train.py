@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -33,13 +35,49 @@ def hydra_output_dir() -> tuple[Path, list[str]]:
     return Path(hc.runtime.output_dir), list(hc.overrides.task)
 
 
+@dataclass
+class Job:
+    """The pieces of one training job, built from its config before any MLflow run exists."""
+    cfg: DictConfig
+    output_dir: Path
+    dm: Any
+    net: Any
+    task: Any
+    resume: str | None  # the checkpoint to resume from (checked), or None
+    n_params: int
+    n_flops: int
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.output_dir / "checkpoints"
+
+
 def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: str | None = None,
         extra_tags: dict[str, str] | None = None) -> dict:
     """Train, test and record one configuration. Returns the summary also written to run_info.json.
 
     Under DDP every rank calls this; only rank 0 records to MLflow and writes files. ``parent_run_id`` (or
     ``mlflow.parentRunId`` in ``extra_tags``) makes the run a child of a sweep, search or comparison.
+    However it ends (an error, Ctrl-C, SIGTERM), its MLflow run ends FINISHED, FAILED or KILLED, never
+    RUNNING, and its checkpoints stay.
     """
+    from dlzoo.tracking import mlflow_utils as mu
+
+    job = build(cfg, output_dir)
+    record, info, resumed = _start_record(job, overrides, parent_run_id, extra_tags)
+    made: dict[str, Any] = {}  # the trainer and logger once made: closing the run flushes the logger
+    with mu.ending(lambda status, error: _close(record, info, made, job.ckpt_dir, status, error)):
+        _log_inputs(job, record, resumed)
+        trainer = _fit(job, record, info, made)
+        _test(job, record, info, trainer)
+        if record.rank0:
+            (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def build(cfg: DictConfig, output_dir: Path) -> Job:
+    """Validate ``cfg`` and build the job's data, network and task; every refusal happens here, before an
+    MLflow run exists (bad values, a missing GPU, missing splits, a checkpoint that does not fit)."""
     from dlzoo.config import validate
 
     validate(cfg)  # before anything heavy is imported or built
@@ -47,28 +85,17 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
 
     check_trainer(cfg.trainer)  # a missing GPU (or too few) fails here, before any data is built
     import lightning.pytorch as pl
-    from lightning.pytorch.trainer.states import TrainerStatus
-    from lightning.pytorch.utilities import rank_zero_only
 
     from dlzoo import builders
-    from dlzoo.tracking import mlflow_utils as mu
-    from dlzoo.tracking.environment import environment_tags, pin_threads
-    from dlzoo.tracking.logger import BufferedMLFlowLogger
-    from dlzoo.training.history import EpochHistory
+    from dlzoo.tracking.environment import pin_threads
 
     pin_threads(OmegaConf.select(cfg, "runtime.threads"))  # before anything is built (runtime.threads)
-    rank0 = rank_zero_only.rank == 0
-    uri = mu.tracking_uri(cfg.logger.get("tracking_uri"))
-    if rank0:
-        mu.check_reachable(uri)  # an unreachable server fails now, not after an hour of training
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = builders.build_datamodule(cfg)
     dm.setup()  # fails here, before an MLflow run exists, when splits are missing
     net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
     task = builders.build_task(cfg, net, dm.num_classes)
-    n_params = builders.count_parameters(net)
-    ckpt_dir = output_dir / "checkpoints"
-    resume = resume_checkpoint(cfg.train.get("resume"), ckpt_dir, task)
+    resume = resume_checkpoint(cfg.train.get("resume"), output_dir / "checkpoints", task)
     if cfg.train.get("compile"):
         net.compile()  # in place: state_dict keys stay as they are (no `_orig_mod.` prefix in checkpoints)
     n_flops = builders.count_flops(net, dm.input_shape)
@@ -76,104 +103,129 @@ def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: 
         # Lightning's model summary counts FLOPs (and shows in/out sizes) on this input; without one its
         # FLOPs column reads 0 for every layer
         task.example_input_array = builders.example_input(net, dm.input_shape)
+    return Job(cfg, output_dir, dm, net, task, resume, builders.count_parameters(net), n_flops)
 
+
+def _start_record(job: Job, overrides: list[str], parent_run_id: str | None, extra_tags: dict[str, str] | None):
+    """(the job's MLflow run, started or reopened when resuming; the run summary so far; resumed?)"""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from dlzoo.tracking import mlflow_utils as mu
+    from dlzoo.tracking.environment import environment_tags
+
+    cfg, output_dir = job.cfg, job.output_dir
+    rank0 = rank_zero_only.rank == 0
+    uri = mu.tracking_uri(cfg.logger.get("tracking_uri"))
+    if rank0:
+        mu.check_reachable(uri)  # an unreachable server fails now, not after an hour of training
     output_dir.mkdir(parents=True, exist_ok=True)
     run_file = output_dir / "mlflow_run.json"
-    previous = json.loads(run_file.read_text()) if resume and run_file.exists() else {}
+    previous = json.loads(run_file.read_text()) if job.resume and run_file.exists() else {}
     tags = mu.provenance_tags(overrides) | {
         "dlzoo.task": cfg.task, "dlzoo.dataset": cfg.data.name, "dlzoo.model": cfg.model.name,
         "dlzoo.name": str(cfg.get("name") or ""), "dlzoo.output_dir": str(output_dir.resolve()),
     } | environment_tags() | (extra_tags or {})
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    job = mu.JobRun(uri, rank0)
-    job.start(cfg.logger.experiment_name, mu.run_name(cfg), tags,
-              reuse_run_id=previous.get("run_id") if previous.get("tracking_uri") == uri else None,
-              system_metrics_s=cfg.logger.system_metrics_interval_s if cfg.logger.get("system_metrics") else None)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    info = {"run_id": job.run_id, "tracking_uri": uri, "experiment": cfg.logger.experiment_name,
-            "run_name": job.run_name, "output_dir": str(output_dir), "num_params": n_params,
-            "flops": n_flops, "ui_url": job.ui_url() if rank0 else None}
+    record = mu.JobRun(uri, rank0)
+    record.start(cfg.logger.experiment_name, mu.run_name(cfg), tags,
+                 reuse_run_id=previous.get("run_id") if previous.get("tracking_uri") == uri else None,
+                 system_metrics_s=cfg.logger.system_metrics_interval_s if cfg.logger.get("system_metrics") else None)
+    info = {"run_id": record.run_id, "tracking_uri": uri, "experiment": cfg.logger.experiment_name,
+            "run_name": record.run_name, "output_dir": str(output_dir), "num_params": job.n_params,
+            "flops": job.n_flops, "ui_url": record.ui_url() if rank0 else None}
     if rank0:
-        run_file.write_text(json.dumps({"run_id": job.run_id, "tracking_uri": uri}))
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+        run_file.write_text(json.dumps({"run_id": record.run_id, "tracking_uri": uri}))
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
+    return record, info, bool(previous)
 
-    trainer = logger = None
-    error: BaseException | None = None
-    try:
-        if not previous:
-            job.log_params(mu.job_params(resolved))
-            if rank0:
-                from dlzoo.tracking.datasets import log_split_inputs
 
-                log_split_inputs(dm.splits_dir / dm.name, cfg.data.name, mu.data_version())
-        job.log_metrics({"model/num_params": n_params, "model/flops": n_flops})
-        job.log_artifact(str(output_dir / "config.yaml"))
-        # metrics are buffered and written every logger.flush_every_s seconds (dlzoo.tracking.logger), and
-        # synchronous=False hands each write to MLflow's background thread, so a training step never waits on
-        # the store (both flushed before the run ends, below)
-        # rank 0 only: the logger's MLflow client opens the store, and ranks started together by torchrun or
-        # srun would race on creating a fresh sqlite store (Lightning logs on rank 0 alone anyway)
-        logger = BufferedMLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=uri,
-                                      run_id=job.run_id, synchronous=False,
-                                      flush_every_s=cfg.logger.get("flush_every_s", 5.0)) if rank0 else None
-        history = EpochHistory()
-        trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-        trainer_kwargs["profiler"] = builders.build_profiler(trainer_kwargs.get("profiler"), output_dir / "profiler")
-        trainer = pl.Trainer(**trainer_kwargs, logger=logger or False,
-                             callbacks=[*_rank_callbacks(builders.build_callbacks(cfg, ckpt_dir), rank0), history],
-                             default_root_dir=str(output_dir))
-        job.log_param("data.global_batch_size", cfg.data.batch_size * trainer.world_size)
-        started = time.perf_counter()
-        trainer.fit(task, datamodule=dm, ckpt_path=resume, weights_only=True)
-        fit_s = time.perf_counter() - started
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        info["best_ckpt"] = best or None
-        ckpt_cb = trainer.checkpoint_callback
-        if ckpt_cb is not None and ckpt_cb.best_model_score is not None:  # what a search optimises
-            info["best_score"] = {ckpt_cb.monitor: float(ckpt_cb.best_model_score)}
-        last = ckpt_cb.last_model_path if ckpt_cb is not None else ""
-        info["last_ckpt"] = last or None
-        info["epochs"] = trainer.current_epoch
-        # wall time of fit (training + validation) per epoch run in this process (a resumed run counts its own)
-        info["epoch_time_s"] = fit_s / max(1, len(history.rows))
-        job.log_metric("time/epoch_s", info["epoch_time_s"])
-        if rank0:
-            history.write_csv(output_dir / "history.csv")
-            _log_run_artifacts(cfg, task, trainer, history, output_dir, info)
-        if cfg.train.test and not cfg.trainer.get("fast_dev_run"):
-            results = trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)[0]
-            info["test"] = {k: float(v) for k, v in results.items()}
-            if rank0 and getattr(task, "test_confusion", None) is not None:  # classification tasks
-                from dlzoo.evaluate import log_confusion_matrix
+def _log_inputs(job: Job, record, resumed: bool) -> None:
+    """Params (the composed job config), the data splits as MLflow datasets, size and FLOPs, the config file."""
+    from dlzoo.tracking import mlflow_utils as mu
 
-                log_confusion_matrix(task.test_confusion, output_dir, cfg.data.name)
-        if rank0 and trainer_kwargs["profiler"] is not None:  # Lightning's profiler reports (debug=profiler)
-            job.log_artifacts(str(output_dir / "profiler"), "profiler")
-        if rank0:
-            (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
-    except BaseException as exc:  # noqa: BLE001 -- every way out must close the MLflow run
-        error = exc
-        raise
-    finally:
-        # Lightning turns Ctrl-C inside fit/test into SystemExit(1) after marking the trainer INTERRUPTED
-        # (it marks every exception INTERRUPTED, so the SystemExit is what tells a Ctrl-C apart).
-        interrupted = (isinstance(error, SystemExit) and trainer is not None
-                       and trainer.state.status == TrainerStatus.INTERRUPTED)
-        status = mu.end_status(error, interrupted)
-        if error is not None:
-            job.set_tag("dlzoo.error", f"{type(error).__name__}: {error}"[:5000])
-        if logger is not None:
-            try:
-                logger.flush()  # the metrics still in memory; a store error here must not leave the run RUNNING
-            except Exception as exc:  # noqa: BLE001
-                print(f"warning: could not write the last metrics to MLflow: {exc}", file=sys.stderr)
-        job.flush()
-        job.end(status)
-        info["status"] = status
-        if error is not None and rank0:
-            print(f"MLflow run {job.run_id} ended {status}; checkpoints kept in {ckpt_dir}", file=sys.stderr)
-    return info
+    if not resumed:
+        record.log_params(mu.job_params(OmegaConf.to_container(job.cfg, resolve=True)))
+        if record.rank0:
+            from dlzoo.tracking.datasets import log_split_inputs
+
+            log_split_inputs(job.dm.splits_dir / job.dm.name, job.cfg.data.name, mu.data_version())
+    record.log_metrics({"model/num_params": job.n_params, "model/flops": job.n_flops})
+    record.log_artifact(str(job.output_dir / "config.yaml"))
+
+
+def _fit(job: Job, record, info: dict, made: dict):
+    """Fit with Lightning, logging to the job's MLflow run; the checkpoints and epoch figures go into ``info``."""
+    import lightning.pytorch as pl
+
+    from dlzoo import builders
+    from dlzoo.tracking.logger import BufferedMLFlowLogger
+    from dlzoo.training.history import EpochHistory
+
+    cfg = job.cfg
+    # metrics are buffered and written every logger.flush_every_s seconds (dlzoo.tracking.logger), and
+    # synchronous=False hands each write to MLflow's background thread, so a training step never waits on
+    # the store (both flushed before the run ends). Rank 0 only: the logger's MLflow client opens the store,
+    # and ranks started together by torchrun or srun would race on it (Lightning logs on rank 0 alone anyway).
+    made["logger"] = BufferedMLFlowLogger(
+        experiment_name=cfg.logger.experiment_name, tracking_uri=info["tracking_uri"], run_id=record.run_id,
+        synchronous=False, flush_every_s=cfg.logger.get("flush_every_s", 5.0)) if record.rank0 else None
+    history = EpochHistory()
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_kwargs["profiler"] = builders.build_profiler(trainer_kwargs.get("profiler"), job.output_dir / "profiler")
+    callbacks = [*_rank_callbacks(builders.build_callbacks(cfg, job.ckpt_dir), record.rank0), history]
+    trainer = made["trainer"] = pl.Trainer(**trainer_kwargs, logger=made["logger"] or False, callbacks=callbacks,
+                                           default_root_dir=str(job.output_dir))
+    record.log_param("data.global_batch_size", cfg.data.batch_size * trainer.world_size)
+    started = time.perf_counter()
+    trainer.fit(job.task, datamodule=job.dm, ckpt_path=job.resume, weights_only=True)
+    fit_s = time.perf_counter() - started
+    ckpt_cb = trainer.checkpoint_callback
+    info["best_ckpt"] = (ckpt_cb.best_model_path if ckpt_cb is not None else "") or None
+    if ckpt_cb is not None and ckpt_cb.best_model_score is not None:  # what a search optimises
+        info["best_score"] = {ckpt_cb.monitor: float(ckpt_cb.best_model_score)}
+    info["last_ckpt"] = (ckpt_cb.last_model_path if ckpt_cb is not None else "") or None
+    info["epochs"] = trainer.current_epoch
+    # wall time of fit (training + validation) per epoch run in this process (a resumed run counts its own)
+    info["epoch_time_s"] = fit_s / max(1, len(history.rows))
+    record.log_metric("time/epoch_s", info["epoch_time_s"])
+    if record.rank0:
+        history.write_csv(job.output_dir / "history.csv")
+        _log_run_artifacts(cfg, job.task, trainer, history, job.output_dir, info)
+    if record.rank0 and trainer_kwargs["profiler"] is not None:  # Lightning's profiler reports (debug=profiler)
+        record.log_artifacts(str(job.output_dir / "profiler"), "profiler")
+    return trainer
+
+
+def _test(job: Job, record, info: dict, trainer) -> None:
+    """The best checkpoint on the test split (train.test), into ``info["test"]`` and the MLflow run."""
+    cfg = job.cfg
+    if not cfg.train.test or cfg.trainer.get("fast_dev_run"):
+        return
+    results = trainer.test(job.task, datamodule=job.dm, ckpt_path=info["best_ckpt"], verbose=False,
+                           weights_only=True)[0]
+    info["test"] = {k: float(v) for k, v in results.items()}
+    if record.rank0 and getattr(job.task, "test_confusion", None) is not None:  # classification tasks
+        from dlzoo.evaluate import log_confusion_matrix
+
+        log_confusion_matrix(job.task.test_confusion, job.output_dir, cfg.data.name)
+
+
+def _close(record, info: dict, made: dict, ckpt_dir: Path, status: str, error: BaseException | None) -> None:
+    """End the job's MLflow run with ``status``: the error as a tag, the metrics still buffered written first
+    (a store error there must not leave the run RUNNING)."""
+    if error is not None:
+        record.set_tag("dlzoo.error", f"{type(error).__name__}: {error}"[:5000])
+    if made.get("logger") is not None:
+        try:
+            made["logger"].flush()
+        except Exception as exc:  # noqa: BLE001
+            print(f"warning: could not write the last metrics to MLflow: {exc}", file=sys.stderr)
+    record.flush()
+    record.end(status)
+    info["status"] = status
+    if error is not None and record.rank0:
+        print(f"MLflow run {record.run_id} ended {status}; checkpoints kept in {ckpt_dir}", file=sys.stderr)
 
 
 def _rank_callbacks(callbacks: list, rank0: bool) -> list:

@@ -122,7 +122,7 @@ def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds:
               threads: int | None = None) -> dict:
     import torch
 
-    from dlzoo.compare import CURVE_KEYS, base_overrides, log_row, run_variant, start_parent, terminated
+    from dlzoo.compare import CURVE_KEYS, base_overrides, log_row, run_variant
     from dlzoo.configure import compose
     from dlzoo.tracking import mlflow_utils as mu
     from dlzoo.console import quiet
@@ -138,7 +138,7 @@ def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds:
     base += thread_overrides(cfg0, threads)
     quiet()
     client = mu.store_client(mu.tracking_uri(cfg0.logger.get("tracking_uri")))
-    pid = start_parent(client, cfg0, f"claim-{spec['name']}", base, {"dlzoo.claim": spec["name"]})
+    pid = mu.start_parent(client, cfg0.logger.experiment_name, f"claim-{spec['name']}", base, {"dlzoo.claim": spec["name"]})
     client.log_param(pid, "claim", spec["claim"][:6000])
     client.set_tag(pid, "dlzoo.threads", str(torch.get_num_threads()))
     sources = sorted(_run_ids(inputs))
@@ -148,7 +148,7 @@ def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds:
               "statement": spec["claim"], "plot": spec.get("plot"),
               "lecture": spec.get("lecture", ""), "notes": spec.get("notes", ""), "parent_run_id": pid,
               "seeds": seeds, "threads": torch.get_num_threads(), "base": spec.get("base", []), "inputs": spec.get("inputs") or {}, "variants": {}}
-    with terminated(client, pid):
+    with mu.ending(lambda status, _: client.set_terminated(pid, status)):
         per_seed: dict[int | None, dict[str, dict]] = {}
         for seed in seeds if spec["variants"] else [None]:
             per_seed[seed] = {}

@@ -7,13 +7,14 @@ Default store: ``sqlite:///<project>/mlflow.db`` with artifacts under ``<project
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dlzoo.paths import project_root, store_root
 
@@ -200,13 +201,35 @@ def run_name(cfg: Any) -> str:
     return f"{what}-{opt}-lr{cfg.optimizer.lr:g}-s{cfg.seed}"
 
 
-def end_status(exc: BaseException | None, interrupted: bool) -> str:
-    """MLflow run status for how a job ended: FINISHED, KILLED (Ctrl-C / SIGTERM) or FAILED."""
-    if exc is None and not interrupted:
+def end_status(exc: BaseException | None) -> str:
+    """MLflow run status for how a job ended: FINISHED; KILLED for Ctrl-C and SIGTERM (a KeyboardInterrupt, or
+    the SystemExit Lightning raises for them once it has stopped: SIGTERMException is one); FAILED otherwise."""
+    if exc is None:
         return "FINISHED"
-    if interrupted or isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "SIGTERMException":
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return "KILLED"
     return "FAILED"
+
+
+@contextlib.contextmanager
+def ending(close: Callable[[str, BaseException | None], None]):
+    """Run the block, then ``close(status, error)`` however it ended, so that an MLflow run is never left
+    RUNNING: used by training (its own run), searches, comparisons and claims (their parent runs). The
+    error, if any, is raised again once ``close`` is done."""
+    error: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:  # noqa: BLE001 -- raised again below
+        error = exc
+        raise
+    finally:
+        close(end_status(error), error)
+
+
+def start_parent(client, experiment_name: str, run_name: str, overrides: list[str], tags: dict[str, str]) -> str:
+    """An MLflow parent run for a group of child runs (a search, a comparison, a claim); returns its id."""
+    exp_id = get_or_create_experiment(client, experiment_name)
+    return client.create_run(exp_id, run_name=run_name, tags=provenance_tags(overrides) | tags).info.run_id
 
 
 class JobRun:
