@@ -44,3 +44,22 @@ def test_weight_decay_skips_biases_and_norms():
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
     assert {id(p) for p in decay["params"]} == {id(net[0].weight), id(net[2].weight)}
     assert len(no_decay["params"]) == 4  # two biases + BN weight and bias
+
+
+def test_every_task_names_the_figure_it_is_ranked_by():
+    """A task owns its score key (what `dlzoo.train` prints and records in run_info.json), so adding a task does
+    not mean adding a branch to the entry points."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import lightning.pytorch as pl
+
+    import dlzoo.tasks
+
+    tasks = [cls for info in pkgutil.iter_modules(dlzoo.tasks.__path__)
+             for _, cls in inspect.getmembers(importlib.import_module(f"dlzoo.tasks.{info.name}"), inspect.isclass)
+             if issubclass(cls, pl.LightningModule) and cls.__module__.startswith("dlzoo.tasks")]
+    assert len(tasks) >= 7
+    assert {cls.__name__: getattr(cls, "score_key", None) for cls in tasks if not getattr(cls, "score_key", None)} == {}
+    assert all(cls.score_key.startswith("test/") for cls in tasks)

@@ -10,12 +10,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from dlzoo.errors import DataError
 
 
-def load_run(run_dir: Path) -> dict[str, Any]:
+class RunInfo(TypedDict, total=False):
+    """``run_info.json``: what ``dlzoo.train`` records about a run in its folder (rank 0, at the end)."""
+
+    run_id: str | None  # the MLflow run (None on DDP ranks other than 0)
+    tracking_uri: str
+    experiment: str
+    run_name: str | None
+    output_dir: str
+    num_params: int
+    flops: int
+    ui_url: str | None
+    score_key: str | None  # the task's ranking figure, e.g. test/acc
+    best_ckpt: str | None  # the checkpoint callback's best, or None without a monitor
+    best_score: dict[str, float]  # {monitor: value} of the best checkpoint
+    last_ckpt: str | None
+    epochs: int
+    epoch_time_s: float
+    test: dict[str, float]  # test figures (train.test)
+    model_uri: str  # the logged MLflow model (train.log_model)
+    status: str  # FINISHED / FAILED / KILLED
+
+
+def load_run(run_dir: Path) -> RunInfo:
     """The run's ``run_info.json`` (run id, tracking URI, checkpoints, test figures ...)."""
     info_path = Path(run_dir) / "run_info.json"
     if not info_path.exists():
@@ -31,7 +53,7 @@ def load_config(run_dir: Path):
     return OmegaConf.load(Path(run_dir) / "config.yaml")
 
 
-def checkpoint(info: dict[str, Any], run_dir: Path, ckpt: str | Path | None = None, fix: str = "re-train it with "
+def checkpoint(info: RunInfo | dict[str, Any], run_dir: Path, ckpt: str | Path | None = None, fix: str = "re-train it with "
                "`dvc repro`") -> str:
     """``ckpt`` if given, else the run's best checkpoint, else its last one; refused when the file is gone."""
     path = ckpt or info.get("best_ckpt") or info.get("last_ckpt")

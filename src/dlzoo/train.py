@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlzoo.console import quiet
 from dlzoo.errors import DlzooError
 from dlzoo.paths import conf_dir
+from dlzoo.runs import RunInfo
 
 def hydra_output_dir() -> tuple[Path, list[str]]:
     from hydra.core.hydra_config import HydraConfig
@@ -53,7 +54,7 @@ class Job:
 
 
 def run(cfg: DictConfig, output_dir: Path, overrides: list[str], parent_run_id: str | None = None,
-        extra_tags: dict[str, str] | None = None) -> dict:
+        extra_tags: dict[str, str] | None = None) -> RunInfo:
     """Train, test and record one configuration. Returns the summary also written to run_info.json.
 
     Under DDP every rank calls this; only rank 0 records to MLflow and writes files. ``parent_run_id`` (or
@@ -131,9 +132,10 @@ def _start_record(job: Job, overrides: list[str], parent_run_id: str | None, ext
     record.start(cfg.logger.experiment_name, mu.run_name(cfg), tags,
                  reuse_run_id=previous.get("run_id") if previous.get("tracking_uri") == uri else None,
                  system_metrics_s=cfg.logger.system_metrics_interval_s if cfg.logger.get("system_metrics") else None)
-    info = {"run_id": record.run_id, "tracking_uri": uri, "experiment": cfg.logger.experiment_name,
+    info: RunInfo = {"run_id": record.run_id, "tracking_uri": uri, "experiment": cfg.logger.experiment_name,
             "run_name": record.run_name, "output_dir": str(output_dir), "num_params": job.n_params,
-            "flops": job.n_flops, "ui_url": record.ui_url() if rank0 else None}
+            "flops": job.n_flops, "ui_url": record.ui_url() if rank0 else None,
+            "score_key": getattr(job.task, "score_key", None)}
     if rank0:
         run_file.write_text(json.dumps({"run_id": record.run_id, "tracking_uri": uri}))
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
@@ -317,7 +319,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             sys.exit(143)
         raise
     test = info.get("test") or {}
-    key = "test/acc" if "test/acc" in test else "test/r2"
+    key = info.get("score_key")
     if info["run_id"] is None:  # a DDP rank other than 0: rank 0 reports
         return test.get(key)
     print(f"run {info['run_name']} ({info['run_id']}) {info['status']}"

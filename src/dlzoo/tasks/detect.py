@@ -58,6 +58,9 @@ def coco_map(detections: list[dict[str, torch.Tensor]], targets: list[torch.Tens
 
 
 class DetectionTask(pl.LightningModule):
+    # the figure a run of this task is ranked and reported by: COCO mAP@[.5:.95]
+    score_key = "test/map"
+
     def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, l1: float = 0.0, l2_penalty: float = 0.0,
                  score_threshold: float = 0.01, nms_iou: float = 0.5, max_detections: int = 100):

@@ -80,6 +80,11 @@ class _FiguresMixin:
 class AutoencodeTask(_FiguresMixin, pl.LightningModule):
     """Trains a ``dlzoo.models.generative.VAE`` (AE, VAE, CVAE); β-VAE is ``beta`` != 1."""
 
+    # the figure a run of this task is ranked and reported by: the task's loss on the test split
+    # (the negative ELBO for VAEs)
+    score_key = "test/loss"
+
+
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, l1: float = 0.0, l2_penalty: float = 0.0,
                  beta: float = 1.0, recon: str = "bce", figures_every_n_epochs: int = 10):
@@ -252,6 +257,10 @@ class GANTask(_FiguresMixin, pl.LightningModule):
     """Trains a ``dlzoo.models.generative.GAN`` with two optimizers (manual optimisation). Logged:
     ``train/d_loss``, ``train/g_loss`` (``train/loss`` = the D/critic loss), and on the ring
     ``val/modes``, ``val/hq``, ``test/modes``, ``test/hq`` from ``eval_samples`` generated points."""
+
+    # the figure a run of this task is ranked and reported by: modes of the ring covered
+    score_key = "test/modes"
+
 
     def __init__(self, net: nn.Module, optimizer: Callable, objective: str = "nonsaturating", n_critic: int = 1,
                  gradient_penalty: float = 0.0, clip: float | None = None, eval_samples: int = 2500,
