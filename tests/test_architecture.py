@@ -112,3 +112,21 @@ def test_lower_layers_do_not_import_the_layers_that_use_them():
               for m, targets in graph.items() if _in(m, LOWER)}
     assert {m: t for m, t in upward.items() if t} == {}
     assert {leaf: sorted(t for t in graph[leaf] if t not in leaves) for leaf in leaves} == {leaf: [] for leaf in leaves}
+
+
+def test_a_report_from_another_metrics_folder_reads_its_compression_results_not_the_projects(tmp_path, monkeypatch):
+    """`dlzoo.report --metrics-dir X` builds from X: its compression rows come from X/compress, not from the
+    working directory's metrics/compress."""
+    import json
+
+    from dlzoo.report.sections.compression import load_compress_rows
+
+    elsewhere = tmp_path / "elsewhere" / "metrics"
+    (elsewhere / "compress").mkdir(parents=True)
+    (elsewhere / "compress" / "m.json").write_text(json.dumps({"none": {"method": "none", "name": "x"}}))
+    cwd = tmp_path / "cwd"
+    (cwd / "metrics" / "compress").mkdir(parents=True)
+    (cwd / "metrics" / "compress" / "m.json").write_text(json.dumps({"none": {"method": "none", "name": "cwd"}}))
+    monkeypatch.chdir(cwd)
+    assert [r["name"] for r in load_compress_rows(metrics_dir=elsewhere)] == ["x"]
+    assert [r["name"] for r in load_compress_rows()] == ["cwd"]

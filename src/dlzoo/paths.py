@@ -53,3 +53,12 @@ def conf_dir() -> Path:
 
 DATA_FIX_HINT = "run `make data` (materialises the embedded datasets and checks them against data.dvc), or `dvc pull` where a DVC remote is set up"
 SPLITS_FIX_HINT = "run `dvc repro prepare` (or `python -m dlzoo.prepare`)"
+
+
+def suite_metrics_dirs(metrics_dir: Path | None = None) -> tuple[Path, Path]:
+    """(the default pipeline's metrics folder, the extra suite's beside it): the project's ``metrics/`` and
+    ``metrics-extra/`` by default; for a report built from ``--metrics-dir X``, ``X`` and ``metrics-extra/``
+    beside ``X`` (where the leaderboard reads the extra suite's rows too)."""
+    folder = Path(metrics_dir) if metrics_dir is not None else project_root() / "metrics"
+    return folder, folder.parent / "metrics-extra"
+

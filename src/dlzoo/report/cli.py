@@ -64,7 +64,7 @@ def build(metrics_dir: Path, out: Path, tracking_uri: str | None = None) -> dict
     images = _plots(groups, out)
     from dlzoo.report.sections import SECTIONS
 
-    extra = [text for section in SECTIONS if (text := section(rows, out))]
+    extra = [text for section in SECTIONS if (text := section(rows, out, metrics_dir=metrics_dir))]
     ranked = ", ".join(f"{d} by {score_key(rs)}" for d, rs in groups.items())
     notes = ("Where an experiment was trained at several seeds (`make run-seeds`), *mean ± std (n)* is over its own "
              "run and those (sample standard deviation), and the ranking uses the mean. "

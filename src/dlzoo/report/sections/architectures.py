@@ -15,7 +15,7 @@ def _cells(r: dict) -> list[str]:
             f"{t:.2f}" if t is not None else "", str(r.get("epochs", ""))]
 
 
-def architectures(rows: list[dict], out_dir: Path) -> str | None:
+def architectures(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
     from dlzoo.report.plots import scatter
 
     # classifiers only: detection (mAP), GANs/autoencoders (no accuracy) and regression have their own sections

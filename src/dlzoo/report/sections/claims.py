@@ -124,7 +124,7 @@ def _claim_md(claim: dict, out_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def section(rows: list[dict], out_dir: Path) -> str | None:
+def section(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
     claims = sorted((r for r in rows if "claim" in r and "verdict" in r), key=lambda r: (r.get("number", 99), r["claim"]))
     if not claims:
         return None

@@ -36,7 +36,7 @@ def _table(variants: dict, columns: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def optimizers(rows: list[dict], out_dir: Path) -> str | None:
+def optimizers(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
     comp = _comparison(rows, "optimizers")
     if comp is None:
         return None
@@ -49,7 +49,7 @@ def optimizers(rows: list[dict], out_dir: Path) -> str | None:
             + _table(v, ("val/acc", "val/loss", "train/loss", "seconds")) + "\n\n![optimizers](optimizers.png)\n")
 
 
-def regularization(rows: list[dict], out_dir: Path) -> str | None:
+def regularization(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
     comp = _comparison(rows, "regularization")
     if comp is None:
         return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dlzoo.paths import project_root
+from dlzoo.paths import suite_metrics_dirs
 
 COLUMNS = (("name", "compressed model"), ("test/acc", "acc"), ("test/acc_delta", "Δ acc"), ("params/total", "params"),
            ("params/nonzero", "non-zero"), ("sparsity", "sparsity"), ("size/bytes", "bytes"),
@@ -15,13 +15,15 @@ COLUMNS = (("name", "compressed model"), ("test/acc", "acc"), ("test/acc_delta",
            ("speedup/b256", "× faster b256"), ("run_id", "MLflow run"))
 
 
-def load_compress_rows(folder: Path | None = None) -> list[dict]:
-    """The compression results of ``folder`` (default: the default pipeline's), and by default also the extra
-    suite's (``metrics-extra/compress``, their source rows left out: the default pipeline has them)."""
+def load_compress_rows(folder: Path | None = None, metrics_dir: Path | None = None) -> list[dict]:
+    """The compression results of ``folder``; without one, the default pipeline's (``<metrics_dir>/compress``)
+    and the extra suite's beside it (``<metrics_dir>-extra/compress``, their source rows left out: the default
+    pipeline has them)."""
     if folder is not None:
         return [row for f in sorted(folder.glob("*.json")) for row in json.loads(f.read_text()).values()]
-    extra = [r for r in load_compress_rows(project_root() / "metrics-extra" / "compress") if r["method"] != "none"]
-    return load_compress_rows(project_root() / "metrics" / "compress") + extra
+    default, extra_dir = suite_metrics_dirs(metrics_dir)
+    extra = [r for r in load_compress_rows(extra_dir / "compress") if r["method"] != "none"]
+    return load_compress_rows(default / "compress") + extra
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -136,8 +138,8 @@ def gating(crows: list[dict]) -> list[str]:
     return lines
 
 
-def section(rows: list[dict], out_dir: Path) -> str | None:
-    crows = load_compress_rows()
+def section(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
+    crows = load_compress_rows(metrics_dir=metrics_dir)
     if not crows:
         return None
     _plot(crows, "size/bytes", "serialized size (bytes, log)", out_dir / "compress_size.png")

@@ -10,7 +10,7 @@ def _f(v, digits: int = 3) -> str:
     return "" if v is None else f"{float(v):.{digits}f}"
 
 
-def section(rows: list[dict], out_dir: Path) -> str | None:
+def section(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
     rows = sorted((r for r in rows if r.get("task") == "detect"), key=lambda r: -float(r.get("test/map", 0.0)))
     if not rows:
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dlzoo.paths import project_root
+from dlzoo.paths import suite_metrics_dirs
 
 
 def _f(v, fmt: str = ".4f") -> str:
@@ -44,12 +44,12 @@ def _latent_use(rows: list[dict]) -> list[str]:
     return [*out, ""]
 
 
-def generative(rows: list[dict], out_dir: Path) -> str | None:
+def generative(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
     ae = [r for r in rows if r.get("task") == "autoencode"]
     gan = [r for r in rows if r.get("task") == "gan"]
     beta = next((r for r in rows if r.get("comparison") == "beta_vae"), None)
     seeds = next((r for r in rows if r.get("comparison") == "gan_seeds"), None)
-    folders = [project_root() / d / "samples" for d in ("metrics", "metrics-extra")]  # default and extra suites
+    folders = [d / "samples" for d in suite_metrics_dirs(metrics_dir)]  # default and extra suites
     samples = [json.loads(f.read_text()) for d in folders if d.is_dir() for f in sorted(d.glob("*.json"))]
     if not (ae or gan or beta or seeds or samples):
         return None

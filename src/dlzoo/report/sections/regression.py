@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def linear_vs_closed_form(rows: list[dict], out_dir: Path) -> str | None:
+def linear_vs_closed_form(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
     rows = [r for r in rows if "test/r2_closed_form" in r]
     if not rows:
         return None

@@ -119,6 +119,6 @@ def attention_table(rows: list[dict]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def section(rows: list[dict], out_dir: Path) -> str | None:
+def section(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
     parts = [p for p in (mnist1d_table(rows), attention_table(rows), length_plot(rows, out_dir), decoding_table(rows)) if p]
     return "\n".join(parts) or None
