@@ -32,7 +32,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dlzoo.training.optim import configure_optimizers, param_groups, penalised
+from dlzoo.tasks.base import StagedSteps
+from dlzoo.training.optim import param_groups
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ class _FiguresMixin:
         self._figures(self.logger.experiment, self.logger.run_id, epoch)
 
 
-class AutoencodeTask(_FiguresMixin, pl.LightningModule):
+class AutoencodeTask(_FiguresMixin, StagedSteps, pl.LightningModule):
     """Trains a ``dlzoo.models.generative.VAE`` (AE, VAE, CVAE); β-VAE is ``beta`` != 1."""
 
     # the figure a run of this task is ranked and reported by: the task's loss on the test split
@@ -145,15 +146,6 @@ class AutoencodeTask(_FiguresMixin, pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_latent_use("test")
-
-    def training_step(self, batch, batch_idx):
-        return penalised(self, self._step(batch, "train"), self.net, self.hparams.l1, self.hparams.l2_penalty)
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
 
     @torch.no_grad()
     def samples(self, per_row: int = 10, seed: int = 0) -> np.ndarray:
@@ -230,10 +222,6 @@ class AutoencodeTask(_FiguresMixin, pl.LightningModule):
             ax.set_title(name)
             figures.append(save(fig, plots / f"{name}.png"))
         return labels, preds, metrics, figures
-
-    def configure_optimizers(self):
-        return configure_optimizers(self, self.net, self.optimizer_factory, self.scheduler_factory,
-                                    self.hparams.weight_decay, self.hparams.scheduler_interval)
 
 
 def nearest_mode(samples: torch.Tensor, centers: torch.Tensor, std: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
-from dlzoo.training.optim import configure_optimizers, penalised
+from dlzoo.tasks.base import StagedSteps
 
 
-class RegressionTask(pl.LightningModule):
+class RegressionTask(StagedSteps, pl.LightningModule):
     """Learns on standardised targets (so learning rates do not depend on the target's units) and reports
     ``rmse``, ``mae``, ``r2`` in the target's own units as ``train/*``, ``val/*``, ``test/*``.
 
@@ -62,19 +62,6 @@ class RegressionTask(pl.LightningModule):
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test")
         self.log_dict(metrics, on_step=False, on_epoch=True)
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return penalised(self, self._step(batch, "train"), self.net, self.hparams.l1, self.hparams.l2_penalty)
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
-
-    def configure_optimizers(self):
-        return configure_optimizers(self, self.net, self.optimizer_factory, self.scheduler_factory,
-                                    self.hparams.weight_decay, self.hparams.scheduler_interval)
 
 
 def least_squares(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
