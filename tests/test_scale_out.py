@@ -270,3 +270,33 @@ def test_jobs_started_together_on_a_fresh_store_both_record_their_run(project):
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
     assert len({r.info.experiment_id for r in runs}) == 1  # one experiment, not one per racing creator
+
+
+ASKERS = """
+import sys, time
+from dlzoo.search import _ask, _study
+study = _study({"storage": sys.argv[1], "study_name": "s"}, "minimize", 0)
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every worker asks at once
+while (trial := _ask(study, 12, sys.argv[1])) is not None:
+    study.tell(trial, 0.0)
+"""
+
+
+def test_workers_sharing_a_study_stop_at_n_trials_not_one_more_each(tmp_path):
+    """Four workers asking trials of one sqlite study as fast as they can: the study ends with exactly
+    n_trials, none asked past it by a worker that counted just before another asked."""
+    import time
+
+    import optuna
+
+    from dlzoo.search import _study
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _study({"storage": storage, "study_name": "s"}, "minimize", 0)  # the schema race is another test's
+    start = time.time() + 8
+    procs = [subprocess.Popen([PY, "-c", ASKERS, storage, str(start)], text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+             for _ in range(4)]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(o[-2000:] for o in outs)
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 12

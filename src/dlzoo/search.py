@@ -116,8 +116,7 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str], train: Calla
         client.set_terminated(pid, status)
 
     with mu.ending(close):
-        while _open_trials(study) < int(hs["n_trials"]):  # the study's trials: every worker's, in a shared one
-            trial = study.ask()
+        while (trial := _ask(study, int(hs["n_trials"]), hs.get("storage"))) is not None:
             pid = state["pid"] = state["pid"] or _shared_parent(study, trial.number, new_parent)
             values, trial_overrides = suggest(trial, space)
             tags = {"mlflow.parentRunId": pid, "dlzoo.trial": str(trial.number)}
@@ -174,6 +173,23 @@ def _study(hs: dict, direction: str, seed: int):
     if storage is not None:
         sampler.reseed_rng()  # workers with one seed would propose the same points; a shared study is not replayable
     return study
+
+
+def _ask(study, n_trials: int, storage: str | None):
+    """The study's next trial, or None once it has ``n_trials`` (every worker's, in a shared one).
+
+    Counting and asking are two calls: two workers that both count n - 1 trials would both ask and the study
+    would end with n + 1. On a sqlite study (one file that every worker reaches) the pair is made atomic with
+    a lock file beside it; on a server database (PostgreSQL) a worker may still run one trial more."""
+    import contextlib
+
+    lock = contextlib.nullcontext()
+    if storage and str(storage).startswith("sqlite:///"):
+        from filelock import FileLock
+
+        lock = FileLock(str(storage)[len("sqlite:///"):].split("?")[0] + ".lock", timeout=600)
+    with lock:
+        return study.ask() if _open_trials(study) < n_trials else None
 
 
 def _open_trials(study) -> int:
