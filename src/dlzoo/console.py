@@ -2,8 +2,8 @@
 
 Third-party libraries print warnings that say nothing to a dlzoo user (the DataLoader's worker count on an
 in-memory dataset, Lightning's logger tips, a fresh checkpoint folder) and log every MLflow migration; the
-entry points (`dlzoo.train`, `dlzoo.evaluate`, compress, compare, claims, search, the benchmarks) call
-``quiet()`` once. Library functions do not: they leave the process's warning filters as the caller set them.
+entry points (`dlzoo.train` and its searches, evaluate, predict, sample_quality, compress, compare, claims, the
+benchmarks) call ``quiet()`` once. Library functions do not: they leave the process's warning filters as the caller set them.
 """
 
 from __future__ import annotations

@@ -53,8 +53,8 @@ def load_config(run_dir: Path):
     return OmegaConf.load(Path(run_dir) / "config.yaml")
 
 
-def checkpoint(info: RunInfo | dict[str, Any], run_dir: Path, ckpt: str | Path | None = None, fix: str = "re-train it with "
-               "`dvc repro`") -> str:
+def checkpoint(info: RunInfo | dict[str, Any], run_dir: Path, ckpt: str | Path | None = None,
+               fix: str = "re-train it with `dvc repro`") -> str:
     """``ckpt`` if given, else the run's best checkpoint, else its last one; refused when the file is gone."""
     path = ckpt or info.get("best_ckpt") or info.get("last_ckpt")
     if not path or not Path(path).exists():
