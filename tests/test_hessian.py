@@ -79,3 +79,26 @@ def test_probe_logs_the_spectrum_of_a_convex_model_to_mlflow(project):
     history = (project / "runs" / "lanczos" / "history.csv").read_text().splitlines()
     column = history[0].split(",").index("hessian/max")
     assert [bool(row.split(",")[column]) for row in history[1:]] == [False, True, False]  # on its cadence only
+    # the report reads the probe's figures from the runs: a convex loss reads as a minimum, with its path
+    from dlzoo.report.sections.critical_points import section
+    from dlzoo.report.store import enrich
+
+    rows = [{"name": name, "run_id": r.info.run_id} for name, r in zip(("exact", "lanczos"), runs)]
+    assert enrich(rows, mlflow.get_tracking_uri()) == []
+    assert rows[0]["hessian"]["max"] == exact["hessian/max_final"] and rows[0]["hessian"]["path"] == {}
+    assert [v for _, v in rows[1]["hessian"]["path"]["max"]] == pytest.approx([lanczos_run["hessian/max"]])
+    text = section(rows, project / "report")
+    assert text.count("| local minimum: no negative curvature found |") == 2 and "| saddle point" not in text
+    assert "| exact | " in text and not (project / "report" / "hessian.png").exists()  # one point: no path plot
+
+
+def test_report_reads_a_negative_eigenvalue_as_a_saddle_point_and_plots_the_path(tmp_path):
+    from dlzoo.report.sections.critical_points import NEGATIVE_TOL, reading, section
+
+    assert reading({"max": 2.0, "min": -0.1}).startswith("saddle point")
+    assert reading({"max": 2.0, "min": -0.5 * NEGATIVE_TOL * 2.0}).startswith("local minimum")  # a zero eigenvalue
+    path = {"max": [(10, 3.0), (20, 2.0)], "min": [(10, -0.4), (20, -0.01)], "neg_fraction": [(10, 0.2), (20, 0.05)]}
+    text = section([{"name": "mlp", "hessian": {"max": 2.0, "min": -0.01, "neg_fraction": 0.05, "path": path}},
+                    {"name": "other"}], tmp_path)
+    assert "| mlp | 2 | -0.01 | 0.050 | saddle point" in text and "other" not in text
+    assert (tmp_path / "hessian.png").stat().st_size > 0 and section([{"name": "x"}], tmp_path) is None

@@ -94,7 +94,7 @@ def test_search_records_child_runs_and_survives_a_crashed_trial(project):
 def test_comparison_trains_each_variant_and_the_report_shows_it(project):
     from dlzoo.compare import compare
     from dlzoo.report.leaderboard import by_dataset
-    from dlzoo.report.sections.comparisons import optimizers
+    from dlzoo.report.sections.comparisons import optimizers, rnn_dropout
 
     (project / "conf" / "comparison" / "optimizers.yaml").write_text(
         "title: tiny\nbase: [experiment=digits_mlp, trainer.max_epochs=2, 'model.hidden=[16]']\n"
@@ -108,6 +108,11 @@ def test_comparison_trains_each_variant_and_the_report_shows_it(project):
     assert {c.data.params["optimizer._target_"] for c in children} == {"torch.optim.SGD", "torch.optim.Adam"}
     text = optimizers([json.loads(json.dumps(result))], project / "report")
     assert "| sgd |" in text and "| adam |" in text and (project / "report" / "optimizers.png").exists()
+    # a comparison judged by its train-val gap (the extra suite's rnn_dropout) names the smallest gap
+    gap = rnn_dropout([json.loads(json.dumps(result)) | {"comparison": "rnn_dropout"}], project / "report")
+    smallest = min(v, key=lambda k: v[k]["gap/loss"])
+    assert f"Smallest loss gap: **{smallest}**" in gap and "| adam |" in gap
+    assert (project / "report" / "rnn_dropout.png").exists() and rnn_dropout([result], project / "report") is None
     regress = [{"name": "a", "dataset": "diabetes", "test/r2": 0.3}, {"name": "b", "dataset": "diabetes", "test/r2": 0.5}]
     groups = by_dataset([result, *regress])
     assert list(groups) == ["diabetes"] and [r["name"] for r in groups["diabetes"]] == ["b", "a"]

@@ -34,8 +34,10 @@ def machine(tags: dict[str, str]) -> str | None:
 
 
 def enrich(rows: list[dict], uri: str | None = None) -> list[str]:
-    """Add ``config``, ``flops``, ``train_time_s``, ``status`` and ``curve`` (``[(epoch, value)]`` of
-    ``curve_metric``) to each row from its MLflow run. Returns warnings for rows whose run is not there."""
+    """Add ``config``, ``flops``, ``train_time_s``, ``status``, ``curve`` (``[(epoch, value)]`` of
+    ``curve_metric``) and, for runs with the Hessian probe, ``hessian`` (its ``*_final`` figures, and under
+    ``path`` the ``[(step, value)]`` of each figure measured during training) to each row from its MLflow run.
+    Returns warnings for rows whose run is not there."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -60,6 +62,11 @@ def enrich(rows: list[dict], uri: str | None = None) -> list[str]:
             row["flops"] = int(metrics["model/flops"])
         if "time/epoch_s" in metrics and row.get("epochs"):
             row["train_time_s"] = round(metrics["time/epoch_s"] * row["epochs"], 1)
+        if hessian := {k[len("hessian/"):-len("_final")]: v for k, v in metrics.items()
+                       if k.startswith("hessian/") and k.endswith("_final")}:  # the probe's end-of-training figures
+            row["hessian"] = hessian | {"path": {k: [(m.step, m.value) for m in sorted(
+                client.get_metric_history(row["run_id"], f"hessian/{k}"), key=lambda m: m.step)]
+                for k in ("max", "min", "neg_fraction") if f"hessian/{k}" in metrics}}
         # the run's latest metrics name the curve it has: one history request per run
         key = next((k for k in CURVE_METRICS if k in metrics), None)
         history = client.get_metric_history(row["run_id"], key) if key else []

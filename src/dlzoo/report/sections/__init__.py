@@ -20,7 +20,8 @@ SECTIONS.append(sequences.section)
 
 from dlzoo.report.sections import comparisons, regression  # noqa: E402
 
-SECTIONS += [regression.linear_vs_closed_form, comparisons.optimizers, comparisons.regularization]
+SECTIONS += [regression.linear_vs_closed_form, comparisons.optimizers, comparisons.regularization,
+             comparisons.rnn_dropout]
 
 from dlzoo.report.sections.architectures import architectures  # noqa: E402
 
@@ -29,6 +30,9 @@ SECTIONS.append(architectures)
 from dlzoo.report.sections.generative import generative  # noqa: E402
 
 SECTIONS.append(generative)
+from dlzoo.report.sections import critical_points  # noqa: E402
+
+SECTIONS.append(critical_points.section)
 from dlzoo.report.sections import detection  # noqa: E402
 
 SECTIONS.append(detection.section)

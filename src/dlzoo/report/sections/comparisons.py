@@ -1,6 +1,6 @@
 """Report sections of the controlled comparisons (``metrics/compare_*.json``, made by ``dlzoo.compare``):
-the optimizer comparison (validation-loss curves and final figures) and the regularization comparison
-(train-val gap)."""
+the optimizer comparison (validation-loss curves and final figures), the regularization comparison and the
+extra suite's recurrent-dropout one (train-val gap)."""
 
 from __future__ import annotations
 
@@ -49,15 +49,28 @@ def optimizers(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None)
             + _table(v, ("val/acc", "val/loss", "train/loss", "seconds")) + "\n\n![optimizers](optimizers.png)\n")
 
 
-def regularization(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
-    comp = _comparison(rows, "regularization")
+def _gap_section(rows: list[dict], out_dir: Path, name: str, measured: str) -> str | None:
+    """A comparison judged by its train-val gap: the variants' final figures and validation-loss curves."""
+    comp = _comparison(rows, name)
     if comp is None:
         return None
     v = comp["variants"]
-    _curves_plot(v, "val/loss", out_dir / "regularization.png", "validation loss per regularizer")
+    _curves_plot(v, "val/loss", out_dir / f"{name}.png", f"validation loss per variant ({name})")
     smallest = min(v, key=lambda k: v[k]["gap/loss"])
+    best = max(v, key=lambda k: v[k].get("val/acc", 0.0))
     return (f"## {comp['title']}\n\nTrain-val gap = train minus val accuracy, and val minus train loss, of the "
-            f"final weights measured without dropout (MLflow parent run `{comp['parent_run_id']}`). Smallest "
-            f"loss gap: **{smallest}**.\n\n"
+            f"final weights {measured} (MLflow parent run `{comp['parent_run_id']}`). Smallest loss gap: "
+            f"**{smallest}**; best validation accuracy: **{best}**.\n\n"
             + _table(v, ("train/acc", "val/acc", "gap/acc", "train/loss", "val/loss", "gap/loss"))
-            + "\n\n![regularization](regularization.png)\n")
+            + f"\n\n![{name}]({name}.png)\n")
+
+
+def regularization(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
+    return _gap_section(rows, out_dir, "regularization", "measured without dropout")
+
+
+def rnn_dropout(rows: list[dict], out_dir: Path, metrics_dir: Path | None = None) -> str | None:
+    """No, standard and locked dropout in a 2-layer LSTM (the extra suite's ``rnn_dropout`` comparison)."""
+    return _gap_section(rows, out_dir, "rnn_dropout",
+                        "measured without dropout; *dropout* draws a new mask at every time step, *variational* "
+                        "one mask per sequence for all its steps, at the same rate and places")
