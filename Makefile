@@ -121,6 +121,7 @@ claims-all: data
 # their verdicts combined into metrics-claims/: a verdict that differs between the two is inconclusive
 CLAIMS ?= $(shell python -c "from omegaconf import OmegaConf; print(*OmegaConf.load('params.yaml').pipeline.claims)")
 claims-threads: data
+	dvc repro prepare
 	for t in 1 2; do for c in $(CLAIMS); do \
 	  python -m dlzoo.claims $$c --threads $$t --out metrics-claims-t$$t/$$c.json --runs artifacts/claims-t$$t/$$c || exit 1; \
 	done; done

@@ -100,7 +100,8 @@ def test_autoencode_logs_recon_and_kl_apart(model, project):
     assert torch.isclose(m["val/loss"], m["val/recon"] + 2.0 * m["val/kl"], atol=1e-4)  # β weighs the KL
     assert torch.isclose(m["val/elbo"], -(m["val/recon"] + m["val/kl"]), atol=1e-4)  # the ELBO is at β = 1
     assert (m["val/kl"] == 0) == (model == "ae") and m["val/recon"] > 0
-    labels, preds, metrics, figures = task.eval().evaluation_outputs(dm, "val", project / "plots")
+    out = task.eval().evaluation_outputs(dm, dm.val_dataloader(), "val", project / "eval", "vae")
+    labels, preds, metrics, figures = out.labels, out.preds, out.metrics, out.figures
     assert len(labels) == len(preds) == len(dm.datasets["val"]) and set(preds) <= set(range(10))
     assert 0 <= metrics["val/kmeans_nmi"] <= 1 and 0 <= metrics["val/kmeans_acc"] <= 1
     assert {p.name for p in figures} == {"latent_pca.png", "reconstructions.png"} | ({"samples.png"} if model != "ae" else set())

@@ -231,24 +231,18 @@ def _gan_task(cfg: DictConfig, net, num_classes: int):
     return GANTask(net, optimizer=_partial(cfg.optimizer), **gan)
 
 
-# cfg.task -> builder(cfg, net, num_classes) of the task's LightningModule. Tasks register here.
-TASKS = {"classify": _classify_task, "regress": _regress_task, "distill": _distill_task, "seq2seq": _seq2seq_task,
-         "autoencode": _autoencode_task, "gan": _gan_task}
-
-
 def _detect_task(cfg: DictConfig, net, num_classes: int):
     from dlzoo.tasks.detect import DetectionTask
 
-    if OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor") == "val/acc":
-        from dlzoo.errors import ConfigError
-
-        raise ConfigError("task=detect logs no val/acc for the checkpoint to monitor: add "
-                          "callbacks.model_checkpoint.monitor=val/map, or start from experiment=digits_yolo")
+    _refuse_monitors(cfg, ("val/acc",), "set callbacks.model_checkpoint.monitor=val/map, or start from "
+                     "experiment=digits_yolo")
     detect = OmegaConf.to_container(cfg.detect, resolve=True) if cfg.get("detect") else {}
     return DetectionTask(net, num_classes, **_training_kwargs(cfg), **detect)
 
 
-TASKS["detect"] = _detect_task
+# cfg.task -> builder(cfg, net, num_classes) of the task's LightningModule. Tasks register here.
+TASKS = {"classify": _classify_task, "regress": _regress_task, "distill": _distill_task, "seq2seq": _seq2seq_task,
+         "autoencode": _autoencode_task, "gan": _gan_task, "detect": _detect_task}
 
 
 def build_task(cfg: DictConfig, net, num_classes: int):

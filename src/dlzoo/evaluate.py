@@ -120,41 +120,21 @@ def test_split(task, dm, split: str, trainer_cfg) -> dict[str, float]:
 def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str | None = None,
              register: bool = True) -> dict:
     import mlflow
-    import numpy as np
-    import torch
-
 
     from dlzoo.accelerators import device
 
     info, cfg, dm, task = load_task(run_dir, ckpt)
     metrics = test_split(task, dm, split, cfg.trainer)
-    loader = split_loader(dm, split)
-    dev = device(cfg.trainer)
-    task.to(dev)  # the Trainer hands the module back on the CPU; the outputs below are computed on the device
-    extra: dict = {}
-    figures: list[Path] = []
-    if cfg.task == "seq2seq":
-        labels, preds, extra = _seq2seq_outputs(task, dm, loader, dev)
-    elif hasattr(task, "evaluation_outputs"):  # generative tasks: latent clusters / sample modes, figures
-        labels, preds, more, figures = task.evaluation_outputs(dm, split, out_dir / "plots")
-        metrics |= more
-    elif cfg.task == "detect":
-        labels, preds, extra = _detect_outputs(task, loader, out_dir, f"{cfg.get('name') or Path(str(run_dir)).name}: {split}")
-    else:
-        regress = cfg.task == "regress"
-        with torch.no_grad():  # class labels, or real values for regression
-            out = [task(x.to(dev)) for x, _ in loader]
-            preds = torch.cat([o.squeeze(1) if regress else o.argmax(1) for o in out]).cpu().numpy()
-        labels = np.concatenate([y.numpy() for _, y in loader])
-        if regress and cfg.model.name == "logreg":  # linear regression: compare SGD with the closed form
-            from dlzoo.tasks.regress import closed_form_comparison
-
-            metrics |= closed_form_comparison(task, dm, split)
+    task.to(device(cfg.trainer))  # the Trainer hands the module back on the CPU; the outputs are computed on the device
+    name = cfg.get("name") or Path(str(run_dir)).name
+    # the task's (actual, predicted) pairs, more figures and plots (dlzoo.tasks.base.EvalOutputs)
+    outputs = task.evaluation_outputs(dm, split_loader(dm, split), split, out_dir, name)
+    metrics |= outputs.metrics
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "predictions.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["actual", "predicted"])
-        w.writerows(zip(labels.tolist(), preds.tolist()))
+        w.writerows(zip(outputs.labels.tolist(), outputs.preds.tolist()))
 
     mlflow.set_tracking_uri(info["tracking_uri"])
     with mlflow.start_run(run_id=info["run_id"]):  # reopen the training run; ends as FINISHED
@@ -162,85 +142,23 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
         if split == "test" and getattr(task, "test_confusion", None) is not None:  # classification
             log_confusion_matrix(task.test_confusion, out_dir, cfg.data.name)
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
-        for path in figures:
+        for path in outputs.figures:
             mlflow.log_artifact(str(path), "plots")
-        if extra.get("detections_plot"):
-            mlflow.log_artifact(extra["detections_plot"], "plots")
+        if outputs.extra.get("detections_plot"):
+            mlflow.log_artifact(outputs.extra["detections_plot"], "plots")
     registered = info.get("registered")
     score_key = next((k for k in ("test/acc", "test/r2") if k in metrics), None)
     if register and split == "test" and info.get("model_uri") and not registered and score_key:
         from dlzoo.tracking.registry import register as register_version, registered_name
 
-        name = registered_name(cfg.data.name, cfg.model.name)
-        version, best = register_version(mlflow.MlflowClient(info["tracking_uri"]), name, info["model_uri"],
+        model_name = registered_name(cfg.data.name, cfg.model.name)
+        version, best = register_version(mlflow.MlflowClient(info["tracking_uri"]), model_name, info["model_uri"],
                                          info["run_id"], score_key, metrics[score_key])
-        registered = f"{name}/{version}" + (" @best" if best else "")
-    return {"name": cfg.get("name") or Path(str(run_dir)).name, "run_id": info["run_id"], "experiment": info["experiment"],
+        registered = f"{model_name}/{version}" + (" @best" if best else "")
+    return {"name": name, "run_id": info["run_id"], "experiment": info["experiment"],
             "task": cfg.task, "model": cfg.model.name, "dataset": cfg.data.name,
             "num_params": info.get("num_params"), "flops": info.get("flops"), "epoch_time_s": info.get("epoch_time_s"),
-            "epochs": info.get("epochs"), "registered": registered, **metrics, **extra}
-
-
-def _seq2seq_outputs(task, dm, loader, dev):
-    """Seq2seq: token-level (actual, predicted) pairs of greedy decoding on ``loader`` (for the confusion
-    plot), and greedy exact-sequence accuracy per source length on the ``long`` split (the length curve,
-    ``long/acc_len_<n>``)."""
-    import numpy as np
-    import torch
-
-    from dlzoo.data.synthetic import PAD
-    from dlzoo.tasks.seq2seq import trim
-
-    def greedy(src, tgt):  # -> (target without BOS, the model's own decoding: greedy or non-autoregressive), trimmed
-        src, target = trim(src), trim(tgt)[:, 1:]
-        return target, task.decode(src.to(dev), target.shape[1] + task.hparams.max_extra_len).cpu()
-
-    actual, predicted = [], []
-    for batch in loader:
-        target, pred = greedy(*batch)
-        pred = torch.nn.functional.pad(pred, (0, max(0, target.shape[1] - pred.shape[1])), value=PAD)
-        real = target != PAD
-        actual.append(target[real].numpy())
-        predicted.append(pred[:, : target.shape[1]][real].numpy())
-    # the same long/* figures as the task's own test run on a datamodule
-    return np.concatenate(actual), np.concatenate(predicted), task.length_figures(dm) if "long" in dm.datasets else {}
-
-
-def _detect_outputs(task, loader, out_dir: Path, title: str, min_score: float = 0.3, n_drawn: int = 16):
-    """Detection, from the detections of the test pass just run: (true, predicted) class pairs for a
-    confusion plot -- each detection scoring at least ``min_score``, best first, is matched to the unmatched
-    true box it overlaps most (IoU >= 0.5, any class); unmatched detections count as (background, class),
-    missed boxes as (class, background) -- and a plot of the first ``n_drawn`` images with their true and
-    predicted boxes."""
-    import numpy as np
-    import torch
-
-    from dlzoo.models.boxes import box_iou
-    from dlzoo.report.detection import draw_detections
-
-    detections, targets = task.test_outputs
-    x = next(iter(loader))[0][:n_drawn]  # the first images of the split (one batch)
-    drawn = draw_detections(x, torch.stack(targets[:len(x)]), detections[:len(x)], out_dir / "plots" / "detections.png",
-                            min_score, title=f"{title} (green: true, red: detected)")
-    actual, predicted = [], []
-    for det, tgt in zip(detections, targets):
-        tgt = tgt[tgt[:, 0] >= 0]
-        sure = det["scores"] >= min_score
-        boxes, labels = det["boxes"][sure], det["labels"][sure]  # already sorted by score
-        free = torch.ones(len(tgt))  # 1 = true box not matched yet
-        iou = box_iou(boxes[:, None], tgt[None, :, 1:]) if len(tgt) else None  # (detections, true boxes)
-        for i, label in enumerate(labels.tolist()):
-            j = int((iou[i] * free).argmax()) if iou is not None else -1
-            if j >= 0 and iou[i, j] * free[j] >= 0.5:
-                free[j] = 0.0
-                actual.append(str(int(tgt[j, 0])))
-            else:
-                actual.append("background")
-            predicted.append(str(label))
-        for j in free.nonzero().squeeze(1).tolist():
-            actual.append(str(int(tgt[j, 0])))
-            predicted.append("background")
-    return np.array(actual), np.array(predicted), {"detections_plot": str(drawn)}
+            "epochs": info.get("epochs"), "registered": registered, **metrics, **outputs.extra}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
 from dlzoo.training.optim import configure_optimizers, penalised
+
+
+@dataclass
+class EvalOutputs:
+    """What a task's ``evaluation_outputs(dm, loader, split, out_dir, title)`` hands the test evaluation
+    (dlzoo.evaluate), computed on the task's device after its test pass over ``loader``: ``labels`` and
+    ``preds``, the (actual, predicted) pairs of predictions.csv and the confusion plot (per sample, token, box
+    or generated point); ``metrics``, more figures logged to the MLflow run and written to the metrics JSON;
+    ``extra``, written to the metrics JSON only (a plot's path, a length curve); ``figures``, plots logged to
+    the run under ``plots/``."""
+
+    labels: np.ndarray
+    preds: np.ndarray
+    metrics: dict[str, float] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
+
+
+@torch.no_grad()
+def predictions(task, loader, reduce) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) of a task over a loader of (x, y) batches: ``reduce(task(x))`` per batch, e.g. the
+    arg-max class of the logits."""
+    preds = torch.cat([reduce(task(x.to(task.device))) for x, _ in loader]).cpu().numpy()
+    return np.concatenate([y.numpy() for _, y in loader]), preds
 
 
 class StagedSteps:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import lightning.pytorch as pl
@@ -10,6 +11,7 @@ from torch import nn
 from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from dlzoo.tasks.base import EvalOutputs, predictions
 from dlzoo.training.epoch_log import TrainEpochLogging
 
 
@@ -45,6 +47,10 @@ class ClassificationTask(TrainEpochLogging, pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def evaluation_outputs(self, dm, loader, split: str, out_dir: Path, title: str) -> EvalOutputs:
+        """(true, arg-max predicted) class of every sample of ``loader``."""
+        return EvalOutputs(*predictions(self, loader, lambda logits: logits.argmax(1)))
 
     def _step(self, batch):
         x, y = batch

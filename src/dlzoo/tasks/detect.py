@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from pathlib import Path
 from typing import Callable
 
 import lightning.pytorch as pl
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlzoo.tasks.base import EvalOutputs
 from dlzoo.tasks.classify import ClassificationTask
 
 
@@ -123,6 +125,41 @@ class DetectionTask(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_map("test", per_class=True)
+
+    def evaluation_outputs(self, dm, loader, split: str, out_dir: Path, title: str, min_score: float = 0.3,
+                           n_drawn: int = 16) -> EvalOutputs:
+        """From the detections of the test pass just run: (true, predicted) class pairs for a confusion plot --
+        each detection scoring at least ``min_score``, best first, is matched to the unmatched true box it
+        overlaps most (IoU >= 0.5, any class); unmatched detections count as (background, class), missed boxes
+        as (class, background) -- and a plot of the first ``n_drawn`` images with their true and predicted boxes
+        (its path as ``detections_plot``, which the report shows)."""
+        from dlzoo.models.boxes import box_iou
+        from dlzoo.report.plots import draw_detections
+
+        detections, targets = self.test_outputs
+        x = next(iter(loader))[0][:n_drawn]  # the first images of the split (one batch)
+        drawn = draw_detections(x, torch.stack(targets[:len(x)]), detections[:len(x)],
+                                out_dir / "plots" / "detections.png", min_score,
+                                title=f"{title}: {split} (green: true, red: detected)")
+        actual, predicted = [], []
+        for det, tgt in zip(detections, targets):
+            tgt = tgt[tgt[:, 0] >= 0]
+            sure = det["scores"] >= min_score
+            boxes, labels = det["boxes"][sure], det["labels"][sure]  # already sorted by score
+            free = torch.ones(len(tgt))  # 1 = true box not matched yet
+            iou = box_iou(boxes[:, None], tgt[None, :, 1:]) if len(tgt) else None  # (detections, true boxes)
+            for i, label in enumerate(labels.tolist()):
+                j = int((iou[i] * free).argmax()) if iou is not None else -1
+                if j >= 0 and iou[i, j] * free[j] >= 0.5:
+                    free[j] = 0.0
+                    actual.append(str(int(tgt[j, 0])))
+                else:
+                    actual.append("background")
+                predicted.append(str(label))
+            for j in free.nonzero().squeeze(1).tolist():
+                actual.append(str(int(tgt[j, 0])))
+                predicted.append("background")
+        return EvalOutputs(np.array(actual), np.array(predicted), extra={"detections_plot": str(drawn)})
 
     # same optimizer/scheduler wiring as classification (decay groups, partial constructors)
     configure_optimizers = ClassificationTask.configure_optimizers

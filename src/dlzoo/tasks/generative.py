@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dlzoo.tasks.base import StagedSteps
+from dlzoo.tasks.base import EvalOutputs, StagedSteps
 from dlzoo.training.optim import param_groups
 
 
@@ -179,7 +179,7 @@ class AutoencodeTask(_FiguresMixin, StagedSteps, pl.LightningModule):
         """Encoder means mu(x), (N, latent_dim)."""
         return self.net.encode(x.to(self.device), y.to(self.device) if self.net.conditional else None)[0].cpu().numpy()
 
-    def evaluation_outputs(self, dm, split: str, plots: Path) -> tuple[np.ndarray, np.ndarray, dict, list[Path]]:
+    def evaluation_outputs(self, dm, loader, split: str, out_dir: Path, title: str) -> EvalOutputs:
         """Lecture 8's unsupervised part on the latent space: K-means (k = number of classes) on the encoder
         means of ``split``, drawn in the first two principal components next to the true labels. Returns
         (true labels, cluster ids mapped to labels one-to-one by the Hungarian method, metrics
@@ -191,6 +191,7 @@ class AutoencodeTask(_FiguresMixin, StagedSteps, pl.LightningModule):
 
         from dlzoo.report.plots import _plt, save
 
+        plots = out_dir / "plots"
         x, y = dm.datasets[split].tensors
         z, labels = self.latents(x, y), y.numpy()
         k = dm.num_classes
@@ -221,7 +222,7 @@ class AutoencodeTask(_FiguresMixin, StagedSteps, pl.LightningModule):
             ax.set_axis_off()
             ax.set_title(name)
             figures.append(save(fig, plots / f"{name}.png"))
-        return labels, preds, metrics, figures
+        return EvalOutputs(labels, preds, metrics, figures=figures)
 
 
 def nearest_mode(samples: torch.Tensor, centers: torch.Tensor, std: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -355,18 +356,18 @@ class GANTask(_FiguresMixin, pl.LightningModule):
         client.log_figure(run_id, fig, f"samples/epoch_{epoch:04d}.png")
         _plt().close(fig)
 
-    def evaluation_outputs(self, dm, split: str, plots: Path) -> tuple[np.ndarray, np.ndarray, dict, list[Path]]:
+    def evaluation_outputs(self, dm, loader, split: str, out_dir: Path, title: str) -> EvalOutputs:
         """The generated points' nearest mode (as "actual") against that mode if the point is within 3 std
         of it, else -1 (as "predicted"): the confusion plot shows coverage and quality per mode. No extra
         metrics (``*/modes`` and ``*/hq`` come from the test loop); the final scatter as figure."""
         from dlzoo.report.plots import save
 
-        figures = [save(self._scatter(f"{self.hparams.eval_samples} samples"), plots / "samples.png")]
+        figures = [save(self._scatter(f"{self.hparams.eval_samples} samples"), out_dir / "plots" / "samples.png")]
         if self.hparams.centers is None:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), {}, figures
+            return EvalOutputs(np.zeros(0, np.int64), np.zeros(0, np.int64), figures=figures)
         nearest, hq = nearest_mode(torch.from_numpy(self._points()), torch.tensor(self.hparams.centers),
                                    self.hparams.mode_std)
-        return nearest.numpy(), torch.where(hq, nearest, -1).numpy(), {}, figures
+        return EvalOutputs(nearest.numpy(), torch.where(hq, nearest, -1).numpy(), figures=figures)
 
     def on_train_epoch_end(self) -> None:
         for sched in self.lr_schedulers() or []:  # manual optimisation: the task steps its schedulers

@@ -3,6 +3,7 @@ closed-form least-squares solution that linear regression trained by SGD is comp
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import lightning.pytorch as pl
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
-from dlzoo.tasks.base import StagedSteps
+from dlzoo.tasks.base import EvalOutputs, StagedSteps, predictions
 
 
 class RegressionTask(StagedSteps, pl.LightningModule):
@@ -51,6 +52,15 @@ class RegressionTask(StagedSteps, pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x) * self.y_std + self.y_mean  # (B, 1), target units
+
+    def evaluation_outputs(self, dm, loader, split: str, out_dir: Path, title: str) -> EvalOutputs:
+        """(true, predicted) target of every sample of ``loader``; a linear network (an MLP without hidden
+        layers: model=logreg) is also compared with the closed-form least-squares fit."""
+        from dlzoo.models.mlp import MLP
+
+        labels, preds = predictions(self, loader, lambda out: out.squeeze(1))
+        linear = isinstance(self.net, MLP) and not any(isinstance(m, nn.Linear) for m in self.net.features)
+        return EvalOutputs(labels, preds, closed_form_comparison(self, dm, split) if linear else {})
 
     def _step(self, batch, stage: str):
         x, y = batch  # (B, F), (B,)

@@ -17,17 +17,19 @@ classifier beside the tokens: loss = token cross-entropy + ``length_loss_weight`
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Callable
 
-import time
-
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
 from dlzoo.data.seq2seq import PAD, lengths
 from dlzoo.models.seq2seq import beam_search, greedy_decode, nat_decode
+from dlzoo.tasks.base import EvalOutputs
 from dlzoo.tasks.classify import ClassificationTask
 
 
@@ -198,6 +200,22 @@ class Seq2SeqTask(pl.LightningModule):
             for n, hit in zip(lengths(src).tolist(), exact.tolist()):
                 hits.setdefault(n, []).append(hit)
         return {f"long/acc_len_{n}": sum(v) / len(v) for n, v in sorted(hits.items())}
+
+    @torch.no_grad()
+    def evaluation_outputs(self, dm, loader, split: str, out_dir: Path, title: str) -> EvalOutputs:
+        """Token-level (actual, predicted) pairs of the model's own decoding (greedy or non-autoregressive) on
+        ``loader``, for the confusion plot, and the length curve on the datamodule's ``long`` split (the same
+        ``long/*`` figures as the test run on a datamodule; JSON only)."""
+        actual, predicted = [], []
+        for src, tgt in loader:
+            src, target = trim(src), trim(tgt)[:, 1:]  # the target without BOS
+            pred = self.decode(src.to(self.device), target.shape[1] + self.hparams.max_extra_len).cpu()
+            pred = torch.nn.functional.pad(pred, (0, max(0, target.shape[1] - pred.shape[1])), value=PAD)
+            real = target != PAD
+            actual.append(target[real].numpy())
+            predicted.append(pred[:, : target.shape[1]][real].numpy())
+        return EvalOutputs(np.concatenate(actual), np.concatenate(predicted),
+                           extra=self.length_figures(dm) if "long" in dm.datasets else {})
 
     # same optimizer/scheduler wiring as classification (decay groups, partial constructors)
     configure_optimizers = ClassificationTask.configure_optimizers
