@@ -183,12 +183,9 @@ def _ask(study, n_trials: int, storage: str | None):
     a lock file beside it; on a server database (PostgreSQL) a worker may still run one trial more."""
     import contextlib
 
-    lock = contextlib.nullcontext()
-    if storage and str(storage).startswith("sqlite:///"):
-        from filelock import FileLock
+    from dlzoo.tracking.mlflow_utils import sqlite_lock
 
-        lock = FileLock(str(storage)[len("sqlite:///"):].split("?")[0] + ".lock", timeout=600)
-    with lock:
+    with sqlite_lock(storage) if storage else contextlib.nullcontext():
         return study.ask() if _open_trials(study) < n_trials else None
 
 

@@ -29,6 +29,7 @@ from dlzoo.errors import DlzooError
 from dlzoo.paths import conf_dir
 from dlzoo.runs import RunInfo
 
+
 def hydra_output_dir() -> tuple[Path, list[str]]:
     from hydra.core.hydra_config import HydraConfig
 

@@ -11,12 +11,13 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
+from dlzoo.runs import RunInfo
 
 
 @dataclass
 class Source:
     run_dir: Path
-    info: dict[str, Any]  # run_info.json of the training run
+    info: RunInfo  # run_info.json of the training run
     cfg: DictConfig  # its resolved config
     dm: Any  # its ArrayDataModule, set up
     net: nn.Module  # its best checkpoint's network, eval mode

@@ -29,7 +29,6 @@ class ClassificationTask(TrainEpochLogging, pl.LightningModule):
     # the figure a run of this task is ranked and reported by: exact share of correct labels
     score_key = "test/acc"
 
-
     def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, label_smoothing: float = 0.0,
                  loss_fn: nn.Module | None = None, aux_weight: float = 0.3, l1: float = 0.0, l2_penalty: float = 0.0):

@@ -85,7 +85,6 @@ class AutoencodeTask(_FiguresMixin, StagedSteps, pl.LightningModule):
     # (the negative ELBO for VAEs)
     score_key = "test/loss"
 
-
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, l1: float = 0.0, l2_penalty: float = 0.0,
                  beta: float = 1.0, recon: str = "bce", figures_every_n_epochs: int = 10):
@@ -249,7 +248,6 @@ class GANTask(_FiguresMixin, pl.LightningModule):
 
     # the figure a run of this task is ranked and reported by: modes of the ring covered
     score_key = "test/modes"
-
 
     def __init__(self, net: nn.Module, optimizer: Callable, objective: str = "nonsaturating", n_critic: int = 1,
                  gradient_penalty: float = 0.0, clip: float | None = None, eval_samples: int = 2500,

@@ -25,7 +25,6 @@ class RegressionTask(StagedSteps, pl.LightningModule):
     # the figure a run of this task is ranked and reported by: coefficient of determination
     score_key = "test/r2"
 
-
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, loss_fn: nn.Module | None = None,
                  l1: float = 0.0, l2_penalty: float = 0.0):

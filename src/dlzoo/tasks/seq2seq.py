@@ -65,7 +65,6 @@ class Seq2SeqTask(pl.LightningModule):
     # the figure a run of this task is ranked and reported by: exact-match share of decoded sequences
     score_key = "test/acc"
 
-
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, label_smoothing: float = 0.0,
                  beam_size: int = 4, length_penalty: float = 0.0, scheduled_sampling: float = 0.0,

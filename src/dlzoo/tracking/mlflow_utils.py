@@ -53,18 +53,33 @@ def ensure_store(uri: str) -> None:
     (``<db>.lock``, filelock: the cross-platform lock torch and huggingface use); once the store exists, opening
     it migrates nothing and the lock is held for a few milliseconds. Servers and other databases are left to
     their own locking."""
-    if not uri.startswith("sqlite:///"):
-        return
-    db = Path(uri[len("sqlite:///"):].split("?")[0])
-    if db in _READY_STORES:
+    db = sqlite_file(uri)
+    if db is None or db in _READY_STORES:
         return
     import mlflow
-    from filelock import FileLock
 
     db.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{db}.lock", timeout=600):
+    with sqlite_lock(uri):
         mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates / checks the schema
     _READY_STORES.add(db)
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (query string dropped); None for any other URL."""
+    return Path(uri[len("sqlite:///"):].split("?")[0]) if str(uri).startswith("sqlite:///") else None
+
+
+def sqlite_lock(uri: str, timeout_s: float = 600):
+    """A lock across processes for a sqlite database (``<db>.lock`` beside it, filelock), or a no-op context
+    for a server database, which does its own locking."""
+    import contextlib
+
+    db = sqlite_file(uri)
+    if db is None:
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(f"{db}.lock", timeout=timeout_s)
 
 
 _READY_STORES: set[Path] = set()
@@ -110,7 +125,7 @@ def experiment_links(uri: str, base: str = UI_DEFAULT) -> list[str]:
     """``name: URL`` of every dlzoo experiment in the store at ``uri``, for the UI at ``base``."""
     import mlflow
 
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):].split("?")[0]).exists():
+    if (db := sqlite_file(uri)) is not None and not db.exists():
         return []  # no store yet (and none created by looking)
     client = mlflow.MlflowClient(uri)
     found = client.search_experiments(filter_string=f"tags.`{EXPERIMENT_KIND_TAG}` = '{MODEL_TRAINING_KIND}'")
