@@ -128,7 +128,7 @@ claims-threads: data
 	python -m dlzoo.claims --combine metrics-claims-t1 metrics-claims-t2 --out-dir metrics-claims
 	dvc repro --single-item --force report
 
-# The browser test (tests/test_pipeline.py) looks at the report and the MLflow UI through headless Chromium,
+# The browser test (tests/pipeline/test_pipeline.py) looks at the report and the MLflow UI through headless Chromium,
 # Debian's `chromium` package; installed here where apt-get runs as root, else that one test is skipped.
 browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
@@ -139,7 +139,7 @@ browser:
 		|| echo "warning: could not install chromium; the browser test will be skipped"; \
 	else echo "note: no chromium (install Debian's chromium package); the browser test will be skipped"; fi
 
-# The PostgreSQL test (tests/test_scale_out.py) starts its own server on 127.0.0.1 with Debian's postgresql
+# The PostgreSQL test (tests/pipeline/test_scale_out.py) starts its own server on 127.0.0.1 with Debian's postgresql
 # (initdb / pg_ctl); installed here where apt-get runs as root, else that test is skipped.
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \

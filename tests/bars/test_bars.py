@@ -12,7 +12,7 @@ from conftest import FAST, compose
 
 BARS = {"digits_lenet5": 0.97, "mnist1d_cnn1d": 0.90, "mnist1d_mlp": 0.60}
 # The MNIST-1D configs grew with issue 4 (80 s together in `make test`): they run with the slow bar tests,
-# which also hold issue 4's higher bars (tests/test_sequences.py).
+# which also hold issue 4's higher bars (tests/tasks/test_sequences.py).
 SLOW = {"mnist1d_cnn1d", "mnist1d_mlp"}
 
 

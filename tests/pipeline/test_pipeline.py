@@ -37,7 +37,7 @@ def _shrink(proj: Path) -> None:
     # the optimizer/regularization comparisons have their own tests (test_regress_search_compare.py)
     dvc = yaml.safe_load((proj / "dvc.yaml").read_text())
     del dvc["stages"]["compare"]
-    # sample quality needs a generative and a classifier run (tests/test_generative.py covers it)
+    # sample quality needs a generative and a classifier run (tests/tasks/test_generative.py covers it)
     del dvc["stages"]["sample_quality"]
     (proj / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
     trainer = yaml.safe_load((proj / "conf/trainer/cpu.yaml").read_text())

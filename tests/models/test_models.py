@@ -20,7 +20,7 @@ SEQ2SEQ = {"transformer_seq2seq", "lstm_seq2seq", "nat_seq2seq"}
 # Generative networks (dlzoo.models.generative): autoencode(x[, y]) -> (reconstruction logits, mu, logvar); z -> x.
 INPUTS |= {"ae": [(1, 8, 8)], "vae": [(1, 8, 8)], "tvae": [(1, 8, 8)], "cvae": [(1, 8, 8)], "gan_mlp": [(1, 2), (1, 8, 8)]}
 AUTOENCODERS, GANS = {"ae", "vae", "tvae", "cvae"}, {"gan_mlp"}
-# Detectors return raw (N, ...) outputs: their own test file checks the layout (tests/test_detection.py).
+# Detectors return raw (N, ...) outputs: their own test file checks the layout (tests/tasks/test_detection.py).
 DETECTORS = {"yolo": (8, 8, 2 * 5 + 10), "rcnn": (663, 10 + 1 + 4)}  # rcnn: (proposals, C + 1 + 4)
 INPUTS.update({name: [(1, 64, 64)] for name in DETECTORS})
 CASES = [(name, shape) for name in list_models() for shape in INPUTS.get(name, IMAGES)]

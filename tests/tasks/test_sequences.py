@@ -177,7 +177,7 @@ def test_seq2seq_trains_and_evaluates_end_to_end(project):
     assert (project / "eval" / "predictions.csv").read_text().startswith("actual,predicted")
 
 
-# The bars, reached by the default pipeline's own experiment configs (as tests/test_bars.py does).
+# The bars, reached by the default pipeline's own experiment configs (as tests/bars/test_bars.py does).
 BARS = {"mnist1d_logreg": (0.27, 0.37), "mnist1d_mlp": (0.68, 1.0), "mnist1d_cnn1d": (0.99, 1.0),
         "mnist1d_gru": (0.91, 1.0), "seq2seq_transformer": (0.99, 1.0)}
 

@@ -253,7 +253,7 @@ def test_every_activation_trains_a_step(name):
 # (the optimizers take their steps in test_first_update_matches_the_update_rule, the activations below)
 TRAIN_OPTIONS = (
     [("scheduler", o) for o in _options("scheduler")]
-    + [("regularizer", o) for o in _options("regularizer") if o != "augment"]  # augment: tests/test_augment.py
+    + [("regularizer", o) for o in _options("regularizer") if o != "augment"]  # augment: tests/data/test_augment.py
     + [("loss", o) for o in _options("loss")]
 )
 REGRESS = ["experiment=diabetes_mlp"]
