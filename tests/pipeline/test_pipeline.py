@@ -305,5 +305,10 @@ def test_extra_suite_trains_every_extra_experiment_from_the_root():
     assert stages["train_extra"]["do"]["wdir"] == ".."
     assert f"{EXTRA_DIR}/${{item}}.json" in stages["train_extra"]["do"]["outs"]
     assert "scores/extra/${item}.json" in str(stages["train_extra"]["do"]["metrics"])
-    default = set(yaml.safe_load((ROOT / "conf/config.yaml").read_text())["pipeline"]["experiments"])
-    assert not default & set(extra), "an experiment in both suites would have two stages writing its run"
+    pipeline = yaml.safe_load((ROOT / "conf/config.yaml").read_text())["pipeline"]
+    assert not set(pipeline["experiments"]) & set(extra), "an experiment in both suites would have two stages writing its run"
+    # the extra comparisons write beside the default ones' artifacts but to metrics-extra/, which the report reads
+    assert pipeline["extra_comparisons"] and not set(pipeline["extra_comparisons"]) & set(pipeline["comparisons"])
+    for name in pipeline["extra_comparisons"]:
+        assert f"compare_extra@{name}" in listed and (ROOT / "conf" / "comparison" / f"{name}.yaml").exists()
+    assert f"{EXTRA_DIR}/compare_${{item}}.json" in stages["compare_extra"]["do"]["outs"]
