@@ -74,6 +74,23 @@ def compose(overrides: list[str] | None = None):
 FAST = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
 
+def tiny_sort_datamodule(folder: Path):
+    """A set-up datamodule of the sort task written to ``folder/sort`` (60 training sequences of lengths 2-4, a
+    ``long`` split up to 8), and its arrays."""
+    import numpy as np
+
+    from dlzoo.data.seq2seq import Seq2SeqDataModule
+    from dlzoo.data.synthetic import make_seq2seq
+
+    arrays = make_seq2seq(0, train_lengths=(2, 4), max_len=8, sizes={"train": 60, "val": 8, "test": 16}, per_length=4)
+    (folder / "sort").mkdir()
+    for k, v in arrays.items():
+        np.save(folder / "sort" / f"{k}.npy", v)
+    dm = Seq2SeqDataModule("sort", folder, batch_size=16)
+    dm.setup()
+    return dm, arrays
+
+
 def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     e = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     e.pop("MLFLOW_TRACKING_URI", None)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
-import numpy as np
 import pytest
 import torch
 
-from dlzoo.data.synthetic import EOS, PAD, make_seq2seq
+from conftest import tiny_sort_datamodule
+from dlzoo.data.synthetic import EOS, PAD
 from dlzoo.errors import ConfigError
 from dlzoo.models import get_model
 from dlzoo.models.seq2seq import greedy_decode, nat_decode
@@ -18,15 +18,7 @@ TINY = dict(d_model=16, nhead=2, num_layers=1, dim_feedforward=32)
 
 @pytest.fixture
 def sort_dm(tmp_path):
-    from dlzoo.data.seq2seq import Seq2SeqDataModule
-
-    arrays = make_seq2seq(0, train_lengths=(2, 4), max_len=8, sizes={"train": 60, "val": 8, "test": 16}, per_length=4)
-    (tmp_path / "sort").mkdir()
-    for k, v in arrays.items():
-        np.save(tmp_path / "sort" / f"{k}.npy", v)
-    dm = Seq2SeqDataModule("sort", tmp_path, batch_size=16)
-    dm.setup()
-    return dm
+    return tiny_sort_datamodule(tmp_path)[0]
 
 
 def _calls(module: torch.nn.Module) -> list:

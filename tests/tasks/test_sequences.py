@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAST, compose
+from conftest import FAST, compose, tiny_sort_datamodule
 from dlzoo.data.synthetic import BOS, EOS, PAD, make_seq2seq
 from dlzoo.errors import ConfigError
 from dlzoo.models import get_model
@@ -208,15 +208,9 @@ def test_shuffling_removes_the_cnn_and_gru_advantage(project):
 def test_seq2seq_test_run_logs_the_length_curve_of_the_long_split(tmp_path):
     import lightning.pytorch as pl
 
-    from dlzoo.data.seq2seq import Seq2SeqDataModule
     from dlzoo.tasks.seq2seq import Seq2SeqTask
 
-    arrays = make_seq2seq(0, train_lengths=(2, 4), max_len=8, sizes={"train": 60, "val": 8, "test": 16}, per_length=4)
-    (tmp_path / "sort").mkdir()
-    for k, v in arrays.items():
-        np.save(tmp_path / "sort" / f"{k}.npy", v)
-    dm = Seq2SeqDataModule("sort", tmp_path, batch_size=16)
-    dm.setup()
+    dm, arrays = tiny_sort_datamodule(tmp_path)
     torch.manual_seed(0)
     net = get_model("transformer_seq2seq", input_shape=dm.input_shape, num_classes=dm.num_classes, d_model=16,
                     nhead=2, num_layers=1, dim_feedforward=32)
