@@ -181,11 +181,9 @@ def _ask(study, n_trials: int, storage: str | None):
     Counting and asking are two calls: two workers that both count n - 1 trials would both ask and the study
     would end with n + 1. On a sqlite study (one file that every worker reaches) the pair is made atomic with
     a lock file beside it; on a server database (PostgreSQL) a worker may still run one trial more."""
-    import contextlib
-
     from dlzoo.tracking.mlflow_utils import sqlite_lock
 
-    with sqlite_lock(storage) if storage else contextlib.nullcontext():
+    with sqlite_lock(storage or ""):  # a no-op for an in-memory study or a server database
         return study.ask() if _open_trials(study) < n_trials else None
 
 
