@@ -123,21 +123,28 @@ def free_port() -> int:
 
 def start_mlflow(command: str, store_args: list[str], timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
     """Start a real ``mlflow server`` / ``mlflow ui`` on a free loopback port and wait for its /health."""
-    import time
-
-    import requests
-
     port = free_port()
     proc = subprocess.Popen([PY, "-m", "mlflow", command, "--host", "127.0.0.1", "--port", str(port), *store_args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     url = f"http://127.0.0.1:{port}"
+    if not wait_for_url(proc, f"{url}/health", timeout_s):
+        proc.kill()
+        pytest.fail(f"mlflow {command} did not answer on {url}/health within {timeout_s:.0f} s")
+    return proc, url
+
+
+def wait_for_url(proc: subprocess.Popen, url: str, timeout_s: float = 180) -> bool:
+    """Poll ``url`` until it answers 200 (True), or until ``proc`` exits or ``timeout_s`` passes (False)."""
+    import time
+
+    import requests
+
     deadline = time.time() + timeout_s
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
         try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
+            if requests.get(url, timeout=1).status_code == 200:
+                return True
         except requests.RequestException:
             time.sleep(0.5)
-    proc.kill()
-    pytest.fail(f"mlflow {command} did not answer on {url}/health within {timeout_s:.0f} s")
+    return False

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FAST, PY, free_port, run_cli
+from conftest import FAST, PY, free_port, run_cli, wait_for_url
 
 TINY = [*FAST, "trainer.max_epochs=1", "trainer.limit_train_batches=3"]
 
@@ -139,21 +139,14 @@ def test_raw_input_regressor_matches_the_task_in_target_units(project):
 
 
 def serve(model_uri: str, project: Path) -> tuple[subprocess.Popen, str]:
-    import requests
-
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     proc = subprocess.Popen([PY, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
                              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                             cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if requests.get(f"{url}/ping", timeout=1).status_code == 200:
-                return proc, url
-        except requests.RequestException:
-            time.sleep(0.5)
+    if wait_for_url(proc, f"{url}/ping"):
+        return proc, url
     proc.kill()
     pytest.fail(f"mlflow models serve did not answer on {url}/ping: {proc.stderr.read()[-3000:]}")
 
