@@ -7,7 +7,7 @@ import pytest
 from conftest import FAST, compose
 
 # one experiment per task family, and per network kind within classification and seq2seq
-FAMILIES = ["digits_lenet5", "mnist1d_gru", "mnist1d_transformer", "diabetes_mlp", "seq2seq_transformer",
+FAMILIES = ["digits_lenet5", "mnist1d_gru", "mnist1d_lstm", "mnist1d_transformer", "diabetes_mlp", "seq2seq_transformer",
             "seq2seq_lstm", "digits_cvae", "ring_gan", "ring_wgan", "digits_yolo", "digits_rcnn"]
 
 

@@ -21,6 +21,21 @@ from dlzoo.models.registry import register_model
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
+def recur(rnn: nn.Module, x, hx=None):
+    """``rnn(x, hx)``, except that an ``nn.LSTM`` under the CPU's autocast runs in float32.
+
+    CPU autocast lists the LSTM among its bfloat16 ops, but oneDNN has a bfloat16 LSTM kernel only on CPUs with
+    AVX-512-BF16 or AMX; elsewhere (AVX2 CPUs) the call fails ("could not create a primitive descriptor for the
+    LSTM forward propagation primitive"). Float32 everywhere keeps ``trainer.precision=bf16-mixed`` working on
+    every CPU and its figure the same on each of them, as CPU autocast already does for the GRU. GPUs (CUDA's
+    autocast) and full precision take the plain call."""
+    data = x.data if isinstance(x, nn.utils.rnn.PackedSequence) else x
+    if not (isinstance(rnn, nn.LSTM) and data.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
+        return rnn(x) if hx is None else rnn(x, hx)
+    with torch.autocast("cpu", enabled=False):
+        return rnn(x.float(), None if hx is None else tuple(h.float() for h in hx))
+
+
 class LockedDropout(nn.Dropout1d):
     """Dropout with one mask per sequence shared by all time steps: (B, T, F) * mask (B, 1, F) / (1 - p).
 
@@ -46,7 +61,7 @@ class StackedRNN(nn.Module):
     def forward(self, x: torch.Tensor):
         finals = []
         for i, layer in enumerate(self.layers):
-            x, h = layer(self.drop(x) if i else x)
+            x, h = recur(layer, self.drop(x) if i else x)
             finals.append(h)
         if isinstance(finals[0], tuple):  # LSTM: (h, c), each (layers * dirs, B, H)
             return x, tuple(torch.cat([f[i] for f in finals]) for i in range(2))
@@ -75,7 +90,7 @@ class RNNClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, L)
         b, c, length = x.shape
         steps = x.view(b, c, length // self.patch, self.patch).permute(0, 2, 1, 3).flatten(2)  # (B, L/p, C*p)
-        out, h = self.rnn(steps)  # out: (B, L/p, dirs * H); h: (layers * dirs, B, H); LSTM returns (h, c)
+        out, h = recur(self.rnn, steps)  # out: (B, L/p, dirs * H); h: (layers * dirs, B, H); LSTM returns (h, c)
         if self.readout == "all":
             return self.head(self.out_drop(out).flatten(1))  # (B, L/p * dirs * H)
         h = h[0] if isinstance(h, tuple) else h

@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from dlzoo.data.synthetic import BOS, EOS, PAD
 from dlzoo.models.attention import AdditiveScore, DotScore
 from dlzoo.models.registry import register_model
+from dlzoo.models.rnn import recur
 from dlzoo.models.transformer import positions
 
 Enc = tuple[torch.Tensor, ...]
@@ -172,7 +173,7 @@ class LSTMSeq2Seq(nn.Module):
     def encode(self, src: torch.Tensor) -> Enc:
         lens = (src != PAD).sum(1).clamp(min=1)
         packed = pack_padded_sequence(self.drop(self.embed(src)), lens.cpu(), batch_first=True, enforce_sorted=False)
-        out, (h, c) = self.encoder(packed)
+        out, (h, c) = recur(self.encoder, packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])  # (B, S, H)
         # (layers*2, B, H/2) -> (B, layers, H): forward and backward final states side by side
         h, c = (s.view(-1, 2, *s.shape[1:]).permute(2, 0, 1, 3).flatten(2) for s in (h, c))
@@ -183,7 +184,7 @@ class LSTMSeq2Seq(nn.Module):
         memory, src_pad, h, c = enc[:4]
         state = (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous())  # (layers, B, H)
         emb = self.drop(self.embed(tgt_in))  # (B, T, E)
-        dec, _ = self.decoder(emb, state)  # (B, T, H)
+        dec, _ = recur(self.decoder, emb, state)  # (B, T, H)
         if self.attention == "general":
             scores = dec @ self.attn(memory).transpose(1, 2)  # (B, T, S)
         else:
