@@ -151,8 +151,9 @@ postgres:
 	else echo "note: no PostgreSQL (install Debian's postgresql package); the PostgreSQL test will be skipped"; fi
 
 # `make test` runs the tests in TEST_JOBS processes (pytest-xdist; `TEST_JOBS=auto`: one per CPU, `TEST_JOBS=0`:
-# in this process). Most tests are small trainings whose Python overhead leaves a core idle: two processes
-# on 2 cores took 11.7 min where one took 16. The slow suite stays in one process (its bars and timings).
+# in this process). Most tests are small trainings whose Python overhead leaves a core idle: on a 2-core AMD
+# EPYC pytest took 11.8-13.3 min in two processes, 16 min in one (benchmarks/README.md). The slow suite stays
+# in one process (its bars and timings).
 TEST_JOBS ?= 2
 
 test: data postgres
