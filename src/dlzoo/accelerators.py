@@ -43,6 +43,7 @@ def check_trainer(trainer: Any) -> None:
     """Fail with one line (the problem and ``trainer=cpu``) when the configured accelerator is absent or
     has fewer devices than ``trainer.devices`` asks for."""
     accelerator = str(trainer.get("accelerator", "cpu")).lower()
+    _check_precision(str(trainer.get("precision", "32-true")), accelerator)
     have = available(accelerator)
     if have is None:
         return
@@ -54,6 +55,27 @@ def check_trainer(trainer: Any) -> None:
     if want > have:
         raise ConfigError(f"trainer.devices={trainer.get('devices')}: this machine has {have} {label}(s); "
                           f"use trainer.devices={have} (or fewer), or trainer=cpu")
+
+
+def weights_dtype(precision: Any):
+    """The dtype Lightning casts the weights to under a ``-true`` precision (bf16-true, 16-true, 64-true); None
+    where the weights stay float32 (32-true and the mixed precisions, which cast inside autocast)."""
+    import torch
+
+    return {"16-true": torch.float16, "bf16-true": torch.bfloat16, "64-true": torch.float64,
+            "64": torch.float64}.get(str(precision))
+
+
+def _check_precision(precision: str, accelerator: str) -> None:
+    """transformer-engine (FP8) needs NVIDIA's package and a CUDA GPU; Lightning says so only once the model
+    is built and the MLflow run is open."""
+    if precision != "transformer-engine":
+        return
+    import importlib.util
+
+    if accelerator not in GPU + ("auto",) or importlib.util.find_spec("transformer_engine") is None:
+        raise ConfigError("trainer.precision=transformer-engine needs a CUDA GPU (trainer=gpu) and NVIDIA's "
+                          "transformer_engine package; every family trains with bf16-mixed or 16-mixed instead")
 
 
 def device(trainer: Any):

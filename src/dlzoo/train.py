@@ -83,7 +83,7 @@ def build(cfg: DictConfig, output_dir: Path) -> Job:
     from dlzoo.config import validate
 
     validate(cfg)  # before anything heavy is imported or built
-    from dlzoo.accelerators import check_trainer
+    from dlzoo.accelerators import check_trainer, weights_dtype
 
     check_trainer(cfg.trainer)  # a missing GPU (or too few) fails here, before any data is built
     import lightning.pytorch as pl
@@ -100,11 +100,12 @@ def build(cfg: DictConfig, output_dir: Path) -> Job:
     resume = resume_checkpoint(cfg.train.get("resume"), output_dir / "checkpoints", task)
     if cfg.train.get("compile"):
         net.compile()  # in place: state_dict keys stay as they are (no `_orig_mod.` prefix in checkpoints)
-    n_flops = builders.count_flops(net, dm.input_shape)
+    n_flops = builders.count_flops(net, builders.example_input(cfg, net, dm.input_shape))
     if not cfg.train.get("compile"):
         # Lightning's model summary counts FLOPs (and shows in/out sizes) on this input; without one its
-        # FLOPs column reads 0 for every layer
-        task.example_input_array = builders.example_input(net, dm.input_shape)
+        # FLOPs column reads 0 for every layer. In the weights' dtype under a "-true" precision: the summary
+        # forwards it as given, where batches are converted by the precision plug-in.
+        task.example_input_array = builders.example_input(cfg, net, dm.input_shape, weights_dtype(cfg.trainer.precision))
     return Job(cfg, output_dir, dm, net, task, resume, builders.count_parameters(net), n_flops)
 
 

@@ -1,4 +1,4 @@
-"""Adding a model or a dataset is one file plus one YAML: done here in a throw-away copy of the project
+"""Adding a model, a dataset or a task is one file (plus one YAML): done here in a throw-away copy of the project
 (its own src/, conf/ and MLflow store), trained with fast_dev_run, and found in MLflow by name."""
 
 from __future__ import annotations
@@ -40,6 +40,26 @@ def blobs3(seed: int):
     y = rng.integers(0, 3, size=600)
     x = rng.normal(size=(600, 4)).astype(np.float32) + 3.0 * y[:, None]
     return {"x": x, "y": y}
+'''
+
+TASK_FILE = '''
+from torch import nn
+
+from dlzoo.tasks.classify import ClassificationTask
+from dlzoo.tasks.registry import register_task
+
+
+@register_task("hinge")
+class HingeTask(ClassificationTask):
+    """A multi-class SVM: a classifier trained on the hinge loss, margin from the config."""
+
+    @classmethod
+    def from_config(cls, cfg, net, num_classes, context):
+        from dlzoo.tasks.options import training_kwargs
+
+        margin = cfg.get("hinge", {}).get("margin", 1.0)
+        print("hinge margin", margin)
+        return cls(net, num_classes=num_classes, loss_fn=nn.MultiMarginLoss(margin=margin), **training_kwargs(cfg))
 '''
 
 
@@ -107,6 +127,19 @@ def test_new_dataset_is_one_file_and_one_yaml(tmp_path):
     assert run.info.status == "FINISHED"
     # 4 features -> 16 -> 3 classes (num_classes from the registration)
     assert run.data.metrics["model/num_params"] == 4 * 16 + 16 + 16 * 3 + 3
+
+
+def test_new_task_is_one_file(tmp_path, splits_dir):
+    proj = copy_project(tmp_path / "proj")
+    (proj / "artifacts").mkdir()
+    os.symlink(splits_dir, proj / "artifacts" / "splits")
+    (proj / "src/dlzoo/tasks/hinge.py").write_text(textwrap.dedent(TASK_FILE))
+
+    trained = run_in(proj, "-m", "dlzoo.train", "task=hinge", "+hinge.margin=0.5", "model=mlp", "data=digits", *FAST)
+    assert "hinge margin 0.5" in trained.stdout  # built by its own from_config, with its config section
+    (run,) = runs_with(proj, "dlzoo.task", "hinge")
+    assert run.info.status == "FINISHED"
+    assert not (ROOT / "src/dlzoo/tasks/hinge.py").exists()
 
 
 def test_unknown_dataset_lists_the_registered_ones(tmp_path):

@@ -162,7 +162,7 @@ def test_flops_of_lenet5_match_the_hand_count():
     net = get_model("lenet5", input_shape=(1, 32, 32), num_classes=10)
     # multiply-adds: C1 28*28*6*25 + C3 10*10*16*(6*25) + F5 400*120 + F6 120*84 + out 84*10; 2 FLOPs each
     macs = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10
-    assert count_flops(net, (1, 32, 32)) == 2 * macs
+    assert count_flops(net, (torch.zeros(1, 1, 32, 32),)) == 2 * macs
     assert net.training  # the count leaves the mode as it was
 
 

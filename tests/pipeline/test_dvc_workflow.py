@@ -125,6 +125,10 @@ def test_colleague_clone_pulls_models_and_report_without_training(repo, tmp_path
     sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
     sh(["dvc", "pull"], clone)
     assert "up to date" in sh(["dvc", "status"], clone).stdout
+    # Python writes bytecode caches next to the sources it imports (__pycache__/): they change no stage
+    sh([sys.executable, "-m", "compileall", "-q", "src"], clone)
+    assert list((clone / "src/dlzoo/tasks").glob("__pycache__/*.pyc"))
+    assert "up to date" in sh(["dvc", "status"], clone).stdout
     for e in EXPERIMENTS:
         assert (clone / f"artifacts/runs/{e}/checkpoints/last.ckpt").exists()
     assert (clone / "reports/index.html").read_text() == (repo / "reports/index.html").read_text()

@@ -29,3 +29,31 @@ def test_gans_draw_latent_codes_in_the_weights_dtype(project, experiment, precis
     cfg = compose([f"experiment={experiment}", f"trainer.precision={precision}", "trainer.fast_dev_run=true",
                    "train.log_model=false", *FAST])
     assert run(cfg, project / "out", [])["status"] == "FINISHED"
+
+
+@pytest.mark.parametrize("experiment, precision", [("digits_lenet5", "16-true"), ("mnist1d_gru", "bf16-true"),
+                                                   ("diabetes_mlp", "64-true")])
+def test_true_precisions_train_with_the_model_summary_on(project, experiment, precision):
+    """Lightning's model summary forwards the task's example input as given (batches are converted by the
+    precision plug-in, it is not): the example must come in the weights' dtype."""
+    from dlzoo.train import run
+
+    cfg = compose([f"experiment={experiment}", f"trainer.precision={precision}", "trainer.fast_dev_run=true",
+                   "train.log_model=false", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=true"])
+    assert run(cfg, project / "out", [])["status"] == "FINISHED"
+
+
+def test_a_float16_overflow_names_the_mixed_precisions(project):
+    from dlzoo.train import run
+
+    with pytest.raises(FloatingPointError, match=r"train/loss is (nan|inf).*trainer.precision=16-mixed / bf16-mixed"):
+        run(compose(["experiment=digits_mlp", "trainer.precision=16-true", "optimizer=sgd", "optimizer.lr=1e4",
+                     "trainer.max_epochs=2", "train.log_model=false", *FAST]), project / "out", [])
+
+
+def test_transformer_engine_without_its_package_is_refused_before_any_data():
+    from dlzoo.accelerators import check_trainer
+    from dlzoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"transformer-engine needs a CUDA GPU .*bf16-mixed or 16-mixed"):
+        check_trainer(compose(["trainer.precision=transformer-engine"]).trainer)

@@ -14,6 +14,7 @@ from conftest import FAST, ROOT, compose
 from dlzoo import builders
 from dlzoo.models import get_model
 from dlzoo.models.layers import ACTIVATIONS, DropConnectLinear, act_layer
+from dlzoo.tasks.options import partial
 from dlzoo.training.losses import build_loss, soft_targets
 from dlzoo.training.optim import split_decay, weight_penalties
 from dlzoo.training.schedules import warmup_factor
@@ -31,7 +32,7 @@ def _steps(option: str, n: int) -> tuple[torch.Tensor, dict]:
     """``n`` steps of the configured optimizer on w = W0 with the constant gradient G."""
     cfg = compose([f"optimizer={option}"])
     w = nn.Parameter(W0.clone())
-    opt = builders._partial(cfg.optimizer)([w])
+    opt = partial(cfg.optimizer)([w])
     for _ in range(n):
         opt.zero_grad()
         (w * G).sum().backward()  # dL/dw = G
@@ -76,7 +77,7 @@ def test_warmup_cosine_and_linear_match_their_formulas():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     from dlzoo.training.schedules import build_scheduler
 
-    sched = build_scheduler(builders._partial(cfg.scheduler, drop=("interval",)), opt, total_steps=110, interval="step")
+    sched = build_scheduler(partial(cfg.scheduler, drop=("interval",)), opt, total_steps=110, interval="step")
     lrs = []
     for _ in range(111):
         lrs.append(opt.param_groups[0]["lr"])

@@ -4,11 +4,50 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from dlzoo.training.optim import configure_optimizers, penalised
+
+
+@dataclass
+class BuildContext:
+    """What building a task may need besides its config: where the prepared splits are (``splits_dir``), and
+    how to load a trained run's network by its run folder (``load_network``: a distillation teacher)."""
+
+    splits_dir: Path
+    load_network: Callable[[str], nn.Module]
+
+
+class Task:
+    """What a task class says about itself, so that nothing outside ``tasks/`` branches on the task's name.
+
+    - ``score_key``: the figure its runs are ranked and reported by;
+    - ``datamodule``: the kind of datamodule it trains on (``array``: image, sequence or tabular samples with
+      class labels; ``regression``; ``seq2seq``; ``detection``), which ``data.kind`` must agree with for the
+      last two;
+    - ``from_config(cfg, net, num_classes, context)``: the LightningModule of a composed config;
+    - ``example_input(net, input_shape)``: the positional arguments of one forward pass on one sample;
+    - ``evaluation_outputs(...)`` (instance method): what the test evaluation writes besides the test loop's
+      metrics (``EvalOutputs``).
+
+    ``task_name`` is set by ``@register_task(name)`` (``tasks.registry``).
+    """
+
+    task_name: str
+    score_key: str = "test/acc"
+    datamodule: str = "array"
+
+    @classmethod
+    def from_config(cls, cfg, net: nn.Module, num_classes: int, context: BuildContext):
+        raise NotImplementedError(f"{cls.__name__} does not say how it is built from a config")
+
+    @staticmethod
+    def example_input(net: nn.Module, input_shape: tuple[int, ...]) -> tuple:
+        return (torch.zeros(1, *input_shape),)
 
 
 @dataclass

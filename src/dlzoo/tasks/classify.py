@@ -11,11 +11,25 @@ from torch import nn
 from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from dlzoo.tasks.base import EvalOutputs, predictions
+from dlzoo.tasks.base import BuildContext, EvalOutputs, Task, predictions
+from dlzoo.tasks.registry import register_task
 from dlzoo.training.epoch_log import TrainEpochLogging
 
 
-class ClassificationTask(TrainEpochLogging, pl.LightningModule):
+def balanced_class_weights(y_train_file: Path, num_classes: int) -> list[float]:
+    """n / (C * n_c) from the training labels (scikit-learn's "balanced" class weights)."""
+    import numpy as np
+
+    from dlzoo.data.arrays import load_array
+    from dlzoo.paths import SPLITS_FIX_HINT
+
+    y = load_array(y_train_file, SPLITS_FIX_HINT)
+    counts = np.bincount(y.astype(np.int64), minlength=num_classes).clip(min=1)
+    return (len(y) / (num_classes * counts)).tolist()
+
+
+@register_task("classify")
+class ClassificationTask(Task, TrainEpochLogging, pl.LightningModule):
     """Classifier training with accuracy/F1 metrics logged as ``train/*``, ``val/*``, ``test/*``.
 
     ``optimizer`` is a partial ``torch.optim`` constructor (Hydra ``_partial_``) that takes the parameter
@@ -43,6 +57,29 @@ class ClassificationTask(TrainEpochLogging, pl.LightningModule):
         self.test_confmat = MulticlassConfusionMatrix(num_classes)
         self.test_count = SumMetric()  # samples tested, summed over DDP ranks (no sample seen twice)
         self.test_confusion = None
+
+    @classmethod
+    def from_config(cls, cfg, net: nn.Module, num_classes: int, context: BuildContext):
+        from dlzoo.tasks.options import training_kwargs
+
+        return cls(net, num_classes=num_classes, **cls.classifier_kwargs(cfg, num_classes, context),
+                   **training_kwargs(cfg))
+
+    @staticmethod
+    def classifier_kwargs(cfg, num_classes: int, context: BuildContext) -> dict:
+        """Label smoothing, the loss (``loss`` group; ``class_weights: balanced`` from the training labels) and
+        the auxiliary heads' weight (``model.aux_weight``, GoogLeNet)."""
+        from dlzoo.tasks.options import label_smoothing, loss_spec
+        from dlzoo.training.losses import build_loss
+
+        smoothing = label_smoothing(cfg)
+        loss_name, loss_cfg = loss_spec(cfg, "cross_entropy")
+        loss_cfg.setdefault("label_smoothing", smoothing)  # every classification loss takes it
+        if loss_cfg.get("class_weights") == "balanced":
+            loss_cfg["class_weights"] = balanced_class_weights(context.splits_dir / cfg.data.name / "y_train.npy",
+                                                               num_classes)
+        return dict(label_smoothing=smoothing, loss_fn=build_loss(loss_name, "classify", **loss_cfg),
+                    aux_weight=cfg.model.get("aux_weight", 0.3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlzoo.tasks.base import EvalOutputs
+from dlzoo.tasks.base import BuildContext, EvalOutputs, Task
 from dlzoo.tasks.classify import ClassificationTask
+from dlzoo.tasks.registry import register_task
 
 
 def coco_map(detections: list[dict[str, torch.Tensor]], targets: list[torch.Tensor], num_classes: int) -> dict[str, float]:
@@ -59,9 +60,19 @@ def coco_map(detections: list[dict[str, torch.Tensor]], targets: list[torch.Tens
     return {"map": float(ev.stats[0]), "map50": float(ev.stats[1]), **{f"ap_{c}": float(v) for c, v in enumerate(per_class)}}
 
 
-class DetectionTask(pl.LightningModule):
+@register_task("detect")
+class DetectionTask(Task, pl.LightningModule):
     # the figure a run of this task is ranked and reported by: COCO mAP@[.5:.95]
     score_key = "test/map"
+    datamodule = "detection"
+
+    @classmethod
+    def from_config(cls, cfg, net: nn.Module, num_classes: int, context: BuildContext):
+        from dlzoo.tasks.options import refuse_monitors, section, training_kwargs
+
+        refuse_monitors(cfg, ("val/acc",), "set callbacks.model_checkpoint.monitor=val/map, or start from "
+                        "experiment=digits_yolo")
+        return cls(net, num_classes, **training_kwargs(cfg), **section(cfg, "detect"))
 
     def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, l1: float = 0.0, l2_penalty: float = 0.0,

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlzoo.tasks.base import BuildContext
 from dlzoo.tasks.classify import ClassificationTask
+from dlzoo.tasks.registry import register_task
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
@@ -22,9 +24,23 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: 
     return alpha * temperature ** 2 * kl + (1 - alpha) * F.cross_entropy(student_logits, target)
 
 
+@register_task("distill")
 class DistillationTask(ClassificationTask):
     """``net`` is the student; ``teacher`` is kept frozen in eval mode (its dropout / BatchNorm statistics
     do not move) and sits in the checkpoint beside the student."""
+
+    @classmethod
+    def from_config(cls, cfg, net: nn.Module, num_classes: int, context: BuildContext):
+        from dlzoo.errors import ConfigError
+        from dlzoo.tasks.options import optimizer_kwargs
+
+        kd = cfg.get("distill") or {}
+        if not kd.get("teacher"):
+            raise ConfigError("task=distill needs distill.teacher: a trained run folder, e.g. "
+                              "+distill.teacher=artifacts/runs/mnist1d_cnn1d")
+        kwargs = cls.classifier_kwargs(cfg, num_classes, context)
+        return cls(net, context.load_network(kd.teacher), temperature=kd.get("temperature", 4.0),
+                   alpha=kd.get("alpha", 0.9), num_classes=num_classes, **kwargs, **optimizer_kwargs(cfg))
 
     def __init__(self, net: nn.Module, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9, **kwargs):
         super().__init__(net, **kwargs)

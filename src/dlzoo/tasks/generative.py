@@ -32,7 +32,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dlzoo.tasks.base import EvalOutputs, StagedSteps
+from dlzoo.tasks.base import BuildContext, EvalOutputs, StagedSteps, Task
+from dlzoo.tasks.registry import register_task
 from dlzoo.training.optim import param_groups
 
 
@@ -78,12 +79,25 @@ class _FiguresMixin:
         self._figures(self.logger.experiment, self.logger.run_id, epoch)
 
 
-class AutoencodeTask(_FiguresMixin, StagedSteps, pl.LightningModule):
+@register_task("autoencode")
+class AutoencodeTask(Task, _FiguresMixin, StagedSteps, pl.LightningModule):
     """Trains a ``dlzoo.models.generative.VAE`` (AE, VAE, CVAE); β-VAE is ``beta`` != 1."""
 
     # the figure a run of this task is ranked and reported by: the task's loss on the test split
     # (the negative ELBO for VAEs)
     score_key = "test/loss"
+
+    @classmethod
+    def from_config(cls, cfg, net: nn.Module, num_classes: int, context: BuildContext):
+        from dlzoo.tasks.options import refuse_monitors, section, training_kwargs
+
+        refuse_monitors(cfg, ("val/acc",), "add callbacks=regress (monitors val/loss), or start from "
+                        "experiment=digits_vae")
+        if cfg.data.get("standardize", True):
+            from dlzoo.errors import ConfigError
+
+            raise ConfigError("task=autoencode reads pixels as probabilities in [0, 1]: set data.standardize=false")
+        return cls(net, **training_kwargs(cfg), **section(cfg, "autoencode"))
 
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, l1: float = 0.0, l2_penalty: float = 0.0,
@@ -241,13 +255,33 @@ def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, std: float, min_
     return {"modes": float((per_mode >= max(1.0, min_share * len(samples))).sum()), "hq": float(hq.float().mean())}
 
 
-class GANTask(_FiguresMixin, pl.LightningModule):
+@register_task("gan")
+class GANTask(Task, _FiguresMixin, pl.LightningModule):
     """Trains a ``dlzoo.models.generative.GAN`` with two optimizers (manual optimisation). Logged:
     ``train/d_loss``, ``train/g_loss`` (``train/loss`` = the D/critic loss), and on the ring
     ``val/modes``, ``val/hq``, ``test/modes``, ``test/hq`` from ``eval_samples`` generated points."""
 
     # the figure a run of this task is ranked and reported by: modes of the ring covered
     score_key = "test/modes"
+
+    @classmethod
+    def from_config(cls, cfg, net: nn.Module, num_classes: int, context: BuildContext):
+        from dlzoo.tasks.options import partial, refuse_monitors, section
+
+        gan = section(cfg, "gan")
+        refuse_monitors(cfg, (), "set callbacks.<name>.monitor to val/modes or val/hq, or null (see "
+                        "experiment=ring_wgan)", logged=("val/modes", "val/hq"))
+        if cfg.data.name == "ring8":  # the modes that sample quality is measured against
+            from dlzoo.data.synthetic import RING_STD, ring_centers
+
+            gan.setdefault("centers", ring_centers().tolist())
+            gan.setdefault("mode_std", RING_STD)
+        return cls(net, optimizer=partial(cfg.optimizer), **gan)
+
+    @staticmethod
+    def example_input(net: nn.Module, input_shape: tuple[int, ...]) -> tuple:
+        """The generator's forward takes latent codes, not samples."""
+        return (net.example_input(1),)
 
     def __init__(self, net: nn.Module, optimizer: Callable, objective: str = "nonsaturating", n_critic: int = 1,
                  gradient_penalty: float = 0.0, clip: float | None = None, eval_samples: int = 2500,

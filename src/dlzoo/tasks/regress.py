@@ -11,10 +11,12 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
-from dlzoo.tasks.base import EvalOutputs, StagedSteps, predictions
+from dlzoo.tasks.base import BuildContext, EvalOutputs, StagedSteps, Task, predictions
+from dlzoo.tasks.registry import register_task
 
 
-class RegressionTask(StagedSteps, pl.LightningModule):
+@register_task("regress")
+class RegressionTask(Task, StagedSteps, pl.LightningModule):
     """Learns on standardised targets (so learning rates do not depend on the target's units) and reports
     ``rmse``, ``mae``, ``r2`` in the target's own units as ``train/*``, ``val/*``, ``test/*``.
 
@@ -24,6 +26,17 @@ class RegressionTask(StagedSteps, pl.LightningModule):
 
     # the figure a run of this task is ranked and reported by: coefficient of determination
     score_key = "test/r2"
+    datamodule = "regression"
+
+    @classmethod
+    def from_config(cls, cfg, net: nn.Module, num_classes: int, context: BuildContext):
+        from dlzoo.tasks.options import loss_spec, refuse_monitors, training_kwargs
+        from dlzoo.training.losses import build_loss
+
+        refuse_monitors(cfg, ("val/acc",), "add callbacks=regress (monitors val/loss), or start from "
+                        "experiment=diabetes_mlp")
+        loss_name, loss_cfg = loss_spec(cfg, "mse")
+        return cls(net, loss_fn=build_loss(loss_name, "regress", **loss_cfg), **training_kwargs(cfg))
 
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, loss_fn: nn.Module | None = None,

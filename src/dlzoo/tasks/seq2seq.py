@@ -29,8 +29,9 @@ from torchmetrics import MeanMetric
 
 from dlzoo.data.seq2seq import PAD, lengths
 from dlzoo.models.seq2seq import beam_search, greedy_decode, nat_decode
-from dlzoo.tasks.base import EvalOutputs
+from dlzoo.tasks.base import BuildContext, EvalOutputs, Task
 from dlzoo.tasks.classify import ClassificationTask
+from dlzoo.tasks.registry import register_task
 
 
 def trim(tokens: torch.Tensor) -> torch.Tensor:
@@ -52,7 +53,8 @@ def sequence_scores(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Ten
     return exact.float(), hits.sum(1) / real.sum(1).clamp(min=1)
 
 
-class Seq2SeqTask(pl.LightningModule):
+@register_task("seq2seq")
+class Seq2SeqTask(Task, pl.LightningModule):
     """``net`` has ``encode``/``decode``/``forward(src, tgt_in)`` (dlzoo.models.seq2seq).
 
     ``scheduled_sampling`` p > 0 (Bengio et al. 2015) feeds the model its own predictions instead of the
@@ -64,6 +66,18 @@ class Seq2SeqTask(pl.LightningModule):
 
     # the figure a run of this task is ranked and reported by: exact-match share of decoded sequences
     score_key = "test/acc"
+    datamodule = "seq2seq"
+
+    @classmethod
+    def from_config(cls, cfg, net: nn.Module, num_classes: int, context: BuildContext):
+        from dlzoo.tasks.options import label_smoothing, optimizer_kwargs, section
+
+        return cls(net, **optimizer_kwargs(cfg), label_smoothing=label_smoothing(cfg), **section(cfg, "seq2seq"))
+
+    @staticmethod
+    def example_input(net: nn.Module, input_shape: tuple[int, ...]) -> tuple:
+        """forward(src, tgt_in): token ids of the input length."""
+        return (torch.ones(1, *input_shape, dtype=torch.long),) * 2
 
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, label_smoothing: float = 0.0,

@@ -23,6 +23,9 @@ class FiniteLossGuard(pl.Callback):
             return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not torch.isfinite(loss.detach()).all():
+            # float16 weights and gradients without loss scaling overflow or underflow where float32 does not
+            half = " or train in trainer.precision=16-mixed / bf16-mixed" if str(trainer.precision) == "16-true" else ""
             raise FloatingPointError(
                 f"train/loss is {loss.item()} at epoch {trainer.current_epoch}, step {trainer.global_step}: training "
-                "stopped (lower optimizer.lr, add gradient clipping with trainer.gradient_clip_val, or check the data)")
+                f"stopped (lower optimizer.lr, add gradient clipping with trainer.gradient_clip_val{half}, or check "
+                "the data)")
