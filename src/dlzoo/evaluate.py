@@ -88,17 +88,6 @@ def load_task(source: str | Path, ckpt: str | None = None):
     return info, cfg, dm, task
 
 
-def log_confusion_matrix(cm, output_dir: Path, dataset: str) -> Path:
-    import mlflow
-
-    from dlzoo.report.plots import confusion_matrix
-
-    path = confusion_matrix(cm, output_dir / "plots" / "confusion_matrix.png", title=f"{dataset}: test confusion matrix "
-                            f"(acc {cm.trace() / max(cm.sum(), 1):.3f})")
-    mlflow.log_artifact(str(path), "plots")
-    return path
-
-
 def split_loader(dm, split: str):
     import torch
 
@@ -140,7 +129,9 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
     with mlflow.start_run(run_id=info["run_id"]):  # reopen the training run; ends as FINISHED
         mlflow.log_metrics(metrics)
         if split == "test" and getattr(task, "test_confusion", None) is not None:  # classification
-            log_confusion_matrix(task.test_confusion, out_dir, cfg.data.name)
+            from dlzoo.tasks.classify import confusion_plot
+
+            mlflow.log_artifact(str(confusion_plot(task.test_confusion, out_dir, cfg.data.name)), "plots")
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
         for path in outputs.figures:
             mlflow.log_artifact(str(path), "plots")

@@ -210,9 +210,9 @@ def _test(job: Job, record, info: dict, trainer) -> None:
                            weights_only=True)[0]
     info["test"] = {k: float(v) for k, v in results.items()}
     if record.rank0 and getattr(job.task, "test_confusion", None) is not None:  # classification tasks
-        from dlzoo.evaluate import log_confusion_matrix
+        from dlzoo.tasks.classify import confusion_plot
 
-        log_confusion_matrix(job.task.test_confusion, job.output_dir, cfg.data.name)
+        record.log_artifact(str(confusion_plot(job.task.test_confusion, job.output_dir, cfg.data.name)), "plots")
 
 
 def _close(record, info: dict, made: dict, ckpt_dir: Path, status: str, error: BaseException | None) -> None:

@@ -28,6 +28,15 @@ def balanced_class_weights(y_train_file: Path, num_classes: int) -> list[float]:
     return (len(y) / (num_classes * counts)).tolist()
 
 
+def confusion_plot(cm, output_dir: Path, dataset: str) -> Path:
+    """The test confusion matrix drawn to ``output_dir/plots/confusion_matrix.png`` (its path returned: the
+    caller logs it to its own MLflow run)."""
+    from dlzoo.report.plots import confusion_matrix
+
+    return confusion_matrix(cm, output_dir / "plots" / "confusion_matrix.png",
+                            title=f"{dataset}: test confusion matrix (acc {cm.trace() / max(cm.sum(), 1):.3f})")
+
+
 @register_task("classify")
 class ClassificationTask(Task, TrainEpochLogging, pl.LightningModule):
     """Classifier training with accuracy/F1 metrics logged as ``train/*``, ``val/*``, ``test/*``.
