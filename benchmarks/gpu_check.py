@@ -92,7 +92,7 @@ def raw_epochs(cfg, epochs: int) -> list[tuple[int, float]]:
     as Lightning's bf16-mixed (the loop of benchmarks/throughput.py, moved to the device)."""
     import torch
 
-    from dlzoo.accelerators import device
+    from dlzoo.training.accelerators import device
 
     dev = device(cfg.trainer)
     dm, net, task = _pieces(cfg)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="throughput epochs (default 5; 2 in a dry run)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gpu_check.json")
     args = ap.parse_args(argv)
-    from dlzoo.accelerators import check_trainer
+    from dlzoo.training.accelerators import check_trainer
     from dlzoo.errors import ConfigError
     from dlzoo.console import quiet
 

@@ -148,3 +148,19 @@ def wait_for_url(proc: subprocess.Popen, url: str, timeout_s: float = 180) -> bo
         except requests.RequestException:
             time.sleep(0.5)
     return False
+
+
+def nms_brute_force(boxes: list[list[float]], scores: list[float], thr: float) -> list[int]:
+    """Greedy NMS written the slow, obvious way: the reference the detectors' NMS is checked against."""
+    def iou(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = w * h
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+    left, keep = list(range(len(boxes))), []
+    while left:
+        best = max(left, key=lambda i: scores[i])
+        keep.append(best)
+        left = [i for i in left if i != best and iou(boxes[i], boxes[best]) <= thr]
+    return keep

@@ -30,7 +30,7 @@ def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_datamodule(cfg: DictConfig):
-    from dlzoo.accelerators import pin_memory
+    from dlzoo.training.accelerators import pin_memory
 
     dm = _datamodule(cfg)
     dm.pin_memory = pin_memory(cfg.get("trainer") or {})
@@ -107,7 +107,7 @@ def load_trained_network(run_dir):
     run folder: a distillation teacher here, a compression source in dlzoo.compress.source."""
     from pathlib import Path
 
-    from dlzoo import runs
+    from dlzoo.tracking import runs
 
     run_dir = Path(run_dir)
     info = runs.load_run(run_dir)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from dlzoo.errors import DlzooError
 from dlzoo.paths import project_root, report_json
-from dlzoo.runs import checkpoint, load_config, load_run
+from dlzoo.tracking.runs import checkpoint, load_config, load_run
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -99,7 +99,7 @@ def split_loader(dm, split: str):
 def test_split(task, dm, split: str, trainer_cfg) -> dict[str, float]:
     """The task's test metrics on one split, keyed ``<split>/<metric>``, on one device of the run's
     configured accelerator (``trainer_cfg``: its ``trainer`` config) at its precision."""
-    from dlzoo.accelerators import single_device_trainer
+    from dlzoo.training.accelerators import single_device_trainer
 
     trainer = single_device_trainer(trainer_cfg)
     results = trainer.test(task, dataloaders=split_loader(dm, split), verbose=False)[0]
@@ -110,7 +110,7 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
              register: bool = True) -> dict:
     import mlflow
 
-    from dlzoo.accelerators import device
+    from dlzoo.training.accelerators import device
 
     info, cfg, dm, task = load_task(run_dir, ckpt)
     metrics = test_split(task, dm, split, cfg.trainer)

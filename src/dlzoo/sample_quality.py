@@ -100,7 +100,7 @@ def sample_quality(run_dir: Path, classifier_dir: Path, out_dir: Path, per_label
     features = load_classifier(classifier_dir)
     real = dm.datasets["test"].tensors[0]  # (N, 1, 8, 8) in [0, 1] (autoencode runs: data.standardize=false)
     x_tr, y_tr = dm.datasets["train"].tensors
-    from dlzoo.accelerators import device
+    from dlzoo.training.accelerators import device
 
     net = task.net.to(device(cfg.trainer))  # sampling on the run's accelerator; scoring on the CPU
     labels = torch.arange(dm.num_classes).repeat_interleave(per_label) if net.conditional else None

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlzoo.console import quiet
 from dlzoo.errors import DlzooError
 from dlzoo.paths import conf_dir
-from dlzoo.runs import RunInfo
+from dlzoo.tracking.runs import RunInfo
 
 
 def hydra_output_dir() -> tuple[Path, list[str]]:
@@ -83,7 +83,7 @@ def build(cfg: DictConfig, output_dir: Path) -> Job:
     from dlzoo.config import validate
 
     validate(cfg)  # before anything heavy is imported or built
-    from dlzoo.accelerators import check_trainer, weights_dtype
+    from dlzoo.training.accelerators import check_trainer, weights_dtype
 
     check_trainer(cfg.trainer)  # a missing GPU (or too few) fails here, before any data is built
     import lightning.pytorch as pl

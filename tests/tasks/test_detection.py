@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAST, ROOT, compose
+from conftest import FAST, ROOT, compose, nms_brute_force
 from dlzoo.data.canvas import PAD, make_canvases
 from dlzoo.models import get_model
 from dlzoo.models.boxes import batched_nms, box_iou, nms
@@ -51,21 +51,6 @@ def test_nms_keeps_the_right_boxes_on_a_constructed_case():
     assert sorted(batched_nms(boxes, scores, labels, 0.5).tolist()) == [0, 1, 2, 3]  # B has its own class now
 
 
-def _nms_brute_force(boxes: list[list[float]], scores: list[float], thr: float) -> list[int]:
-    def iou(a, b):
-        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = w * h
-        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-    left, keep = list(range(len(boxes))), []
-    while left:
-        best = max(left, key=lambda i: scores[i])
-        keep.append(best)
-        left = [i for i in left if i != best and iou(boxes[i], boxes[best]) <= thr]
-    return keep
-
-
 @pytest.mark.parametrize("thr", [0.1, 0.3, 0.5, 0.7])
 def test_nms_matches_a_brute_force_reference(thr):
     g = torch.Generator().manual_seed(int(thr * 10))
@@ -73,7 +58,7 @@ def test_nms_matches_a_brute_force_reference(thr):
     boxes = torch.cat([xy, xy + 5 + torch.rand(200, 2, generator=g) * 15], 1)
     scores = torch.rand(200, generator=g)
     keep = nms(boxes, scores, thr).tolist()
-    assert keep == _nms_brute_force(boxes.tolist(), scores.tolist(), thr)
+    assert keep == nms_brute_force(boxes.tolist(), scores.tolist(), thr)
     assert 1 < len(keep) < 200
 
 

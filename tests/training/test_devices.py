@@ -42,13 +42,13 @@ def _boxes(n: int = 30, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_nms_stays_on_the_device_and_keeps_the_same_boxes():
     from dlzoo.models.boxes import nms, select_detections
-    from test_detection import _nms_brute_force
+    from conftest import nms_brute_force
 
     boxes, scores = _boxes()
     for thr in (0.1, 0.3, 0.5, 0.7):
         with DeviceStrict():
             keep = nms(boxes, scores, thr)
-        assert keep.tolist() == _nms_brute_force(boxes.tolist(), scores.tolist(), thr)
+        assert keep.tolist() == nms_brute_force(boxes.tolist(), scores.tolist(), thr)
     class_scores = torch.rand(2, len(boxes), 3, generator=torch.Generator().manual_seed(1))
     with DeviceStrict():
         dets = select_detections(torch.stack([boxes, boxes]), class_scores, 0.2, 0.5)
@@ -85,7 +85,7 @@ def test_sampling_with_a_seeded_cpu_generator_works_for_a_network_on_another_dev
 
 
 def test_single_device_trainer_takes_the_configured_accelerator_and_precision():
-    from dlzoo.accelerators import single_device_trainer
+    from dlzoo.training.accelerators import single_device_trainer
 
     trainer = single_device_trainer(OmegaConf.create({"accelerator": "cpu", "devices": 4, "precision": "bf16-mixed"}),
                                     max_epochs=3)
@@ -96,7 +96,7 @@ def test_single_device_trainer_takes_the_configured_accelerator_and_precision():
 
 
 def test_check_trainer_names_the_problem_and_trainer_cpu(monkeypatch):
-    from dlzoo.accelerators import check_trainer, requested
+    from dlzoo.training.accelerators import check_trainer, requested
 
     check_trainer(OmegaConf.create({"accelerator": "cpu", "devices": 64}))  # CPU processes: any number
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
@@ -184,7 +184,7 @@ def test_evaluation_and_finetunes_use_the_runs_accelerator(trained_run, monkeypa
 def test_presets_one_gpu_all_gpus_of_a_node_and_mps(project, monkeypatch):
     from conftest import compose
 
-    from dlzoo.accelerators import check_trainer, requested
+    from dlzoo.training.accelerators import check_trainer, requested
 
     gpu, ddp, mps = (compose([f"trainer={p}"]).trainer for p in ("gpu", "ddp", "mps"))
     assert (gpu.accelerator, gpu.devices, gpu.strategy) == ("gpu", 1, "auto")

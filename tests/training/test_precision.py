@@ -52,7 +52,7 @@ def test_a_float16_overflow_names_the_mixed_precisions(project):
 
 
 def test_transformer_engine_without_its_package_is_refused_before_any_data():
-    from dlzoo.accelerators import check_trainer
+    from dlzoo.training.accelerators import check_trainer
     from dlzoo.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"transformer-engine needs a CUDA GPU .*bf16-mixed or 16-mixed"):

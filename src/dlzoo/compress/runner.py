@@ -21,7 +21,7 @@ from torch import nn
 
 from dlzoo.compress import measure as M
 from dlzoo.compress.source import Source, finetune, load_source
-from dlzoo.runs import checkpoint, net_state
+from dlzoo.tracking.runs import checkpoint, net_state
 from dlzoo.errors import ConfigError
 from dlzoo.paths import conf_dir
 

@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
-from dlzoo.runs import RunInfo
+from dlzoo.tracking.runs import RunInfo
 
 
 @dataclass
@@ -45,7 +45,7 @@ def finetune(src: Source, net: nn.Module, epochs: int, lr: float, loss_fn: nn.Mo
     import lightning.pytorch as pl
 
     from dlzoo import builders
-    from dlzoo.accelerators import single_device_trainer
+    from dlzoo.training.accelerators import single_device_trainer
 
     if epochs <= 0:
         return net.eval()
