@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,21 +106,38 @@ def main(argv: list[str] | None = None) -> None:
     if unknown := [e for e in args.experiments if e not in bars]:
         ap.error(f"no bar for {', '.join(unknown)}: pass --bar NAME=METRIC:VALUE (barred: {', '.join(BARS)})")
     grid = [(e, s, t) for e in args.experiments for s in args.seeds for t in args.threads]
-    with tempfile.TemporaryDirectory(prefix="seed_bars_") as tmp:
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            rows = list(pool.map(lambda g: train_one(*g, Path(tmp), args.override), grid))
-    for r in rows:
-        metric = bars[r["experiment"]][0]
-        print(f"{r['experiment']} seed {r['seed']} threads {r['threads']}: {metric}={r['test'][metric]:.4f} "
-              f"({r['wall_s']:.0f} s)", flush=True)
-    summary = judge(rows, bars)
     from dlzoo.tracking.environment import environment_tags
 
-    result = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-              "load_avg_at_end": os.getloadavg(), "environment": environment_tags(),
-              "overrides": args.override, "summary": summary, "runs": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    command = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
+    environment = environment_tags()
+
+    def write(rows: list[dict], partial: bool) -> dict:
+        """The table so far: rewritten after every finished run, so a sweep that is stopped or fails after an
+        hour keeps what it measured (``"partial": true`` until every run of the grid is in)."""
+        result = {"command": command, "partial": partial, "load_avg_at_end": os.getloadavg(),
+                  "environment": environment, "overrides": args.override,
+                  "summary": judge(rows, bars) if rows else {}, "runs": rows}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="seed_bars_") as tmp:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = [pool.submit(train_one, *g, Path(tmp), args.override) for g in grid]
+            for future in as_completed(futures):
+                try:
+                    r = future.result()  # a failed run stops the sweep (SystemExit naming it); the rows so far stay
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)  # the runs not started yet are not started
+                    raise
+                rows.append(r)
+                metric = bars[r["experiment"]][0]
+                print(f"{r['experiment']} seed {r['seed']} threads {r['threads']}: {metric}={r['test'][metric]:.4f} "
+                      f"({r['wall_s']:.0f} s)", flush=True)
+                write(rows, partial=len(rows) < len(grid))
+    rows.sort(key=lambda r: grid.index((r["experiment"], r["seed"], r["threads"])))
+    summary = write(rows, partial=False)["summary"]
     failed = [n for n, s in summary.items() if not s["pass"]]
     for name, s in summary.items():
         verdict = "pass" if s["pass"] else f"FAIL ({s['below_bar']} of {s['n']} below)"

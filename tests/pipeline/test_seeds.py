@@ -138,3 +138,16 @@ def test_recipe_holds_across_seeds_and_thread_counts(project, tmp_path, experime
     summary = json.loads(out.read_text())["summary"][experiment]
     assert summary["n"] == 6
     assert r.returncode == 0 and summary["pass"], f"{experiment}: {summary}"
+
+
+@pytest.mark.slow  # one training in a subprocess
+def test_seed_bars_keeps_the_finished_runs_when_a_later_one_fails(project, tmp_path):
+    out = tmp_path / "bars.json"
+    # the second experiment does not exist: its run fails after the first one finished
+    r = run_cli([str(SEED_BARS), "--experiments", "digits_mlp", "no_such_experiment", "--seeds", "42", "--threads", "1",
+                 "--bar", "digits_mlp=test/acc:0", "--bar", "no_such_experiment=test/acc:0",
+                 "--override", "trainer.max_epochs=1", "--out", str(out)], project, timeout=900)
+    assert r.returncode != 0 and "no_such_experiment" in r.stderr
+    table = json.loads(out.read_text())
+    assert table["partial"] is True and [x["experiment"] for x in table["runs"]] == ["digits_mlp"]
+    assert table["summary"]["digits_mlp"]["n"] == 1 and table["summary"]["digits_mlp"]["pass"] is True
