@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     from dlzoo.tracking.environment import environment_tags
 
     command = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
-    environment = environment_tags()
+    from dlzoo.paths import project_root
+
+    environment = environment_tags(project_root())
 
     def write(rows: list[dict], partial: bool) -> dict:
         """The table so far: rewritten after every finished run, so a sweep that is stopped or fails after an

@@ -14,6 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
+# Module-scoped fixtures that train or reproduce a whole (shrunk) pipeline. `make test` runs pytest-xdist with
+# `--dist loadgroup`: every test that uses one of them goes to the same worker, so each is built once, not
+# once per worker (the `dvc repro` fixtures take 1-2 minutes each).
+SHARED_MODULE_FIXTURES = {"repo", "tiny_claim", "trained_run"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = sorted(SHARED_MODULE_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+        if used:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}.{used[0]}"))
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

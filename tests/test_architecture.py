@@ -130,3 +130,25 @@ def test_a_report_from_another_metrics_folder_reads_its_compression_results_not_
     monkeypatch.chdir(cwd)
     assert [r["name"] for r in load_compress_rows(metrics_dir=elsewhere)] == ["x"]
     assert [r["name"] for r in load_compress_rows()] == ["cwd"]
+
+
+# Modules with a command line (`python -m ...`, `main()`): they find the project the command runs in and pass
+# it down. Below them paths come from the config (`paths`, bound by the entry point) or from an argument.
+CWD_READERS = ("dlzoo.paths", "dlzoo.train", "dlzoo.evaluate", "dlzoo.compare", "dlzoo.claims.cli",
+               "dlzoo.compress.cli", "dlzoo.report.cli", "dlzoo.predict", "dlzoo.sample_quality", "dlzoo.prepare",
+               "dlzoo.configure", "dlzoo.data.check", "dlzoo.data.materialize")
+
+
+def test_only_entry_points_look_for_the_project_in_the_working_directory():
+    callers = set()
+    for f in SRC.rglob("*.py"):
+        parts = f.relative_to(SRC).with_suffix("").parts
+        mod = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in (
+                    "project_root", "cwd"):
+                callers.add(mod)
+    assert {"dlzoo.paths", "dlzoo.prepare"} <= callers  # the scan sees the calls (Path.cwd(), project_root())
+    assert sorted(callers - set(CWD_READERS)) == []
+    # the builders and the records take the project from their caller
+    assert {"dlzoo.builders", "dlzoo.tracking.mlflow_utils", "dlzoo.tracking.environment"}.isdisjoint(callers)

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlzoo.paths import project_root
+from dlzoo.paths import bind, paths_of
 
 # Model-config keys that describe the input the model needs rather than builder arguments.
 INPUT_KEYS = ("name", "image_size", "aux_weight")
@@ -43,7 +43,7 @@ def _datamodule(cfg: DictConfig):
 
     kind = task_class(cfg).datamodule
     _check_data_kind(cfg, kind)
-    splits = splits_dir()
+    splits = splits_dir(cfg)
     if kind == "seq2seq":
         from dlzoo.data.seq2seq import Seq2SeqDataModule
 
@@ -81,9 +81,9 @@ def _check_data_kind(cfg: DictConfig, kind: str) -> None:
                       f"train on: use task={owner}")
 
 
-def splits_dir() -> Path:
-    """The prepared splits (`dvc repro prepare`) of the project the job runs in."""
-    return project_root() / "artifacts" / "splits"
+def splits_dir(cfg: DictConfig) -> Path:
+    """The prepared splits (`dvc repro prepare`): ``paths.splits`` of the bound config (``dlzoo.paths.bind``)."""
+    return paths_of(cfg)[1]
 
 
 def _train_samples(cfg: DictConfig) -> dict:
@@ -102,16 +102,15 @@ def build_network(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: in
     return net
 
 
-def load_trained_network(run_dir):
+def load_trained_network(run_dir, root: Path | None = None):
     """(run_info, config, datamodule set up, network with the run's best weights in eval mode) of a training
-    run folder: a distillation teacher here, a compression source in dlzoo.compress.source."""
-    from pathlib import Path
-
+    run folder: a distillation teacher here, a compression source in dlzoo.compress.source. Its config is bound
+    to the project at ``root`` (default: the one the command runs in)."""
     from dlzoo.tracking import runs
 
     run_dir = Path(run_dir)
     info = runs.load_run(run_dir)
-    cfg = runs.load_config(run_dir)
+    cfg = bind(runs.load_config(run_dir), root)
     ckpt = runs.checkpoint(info, run_dir)
     dm = build_datamodule(cfg)
     dm.setup()
@@ -130,7 +129,8 @@ def task_class(cfg: DictConfig) -> type:
 def build_task(cfg: DictConfig, net, num_classes: int):
     from dlzoo.tasks.base import BuildContext
 
-    context = BuildContext(splits_dir=splits_dir(), load_network=lambda run_dir: load_trained_network(run_dir)[3])
+    root, splits = paths_of(cfg)
+    context = BuildContext(splits_dir=splits, load_network=lambda run_dir: load_trained_network(run_dir, root)[3])
     return task_class(cfg).from_config(cfg, net, num_classes, context)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dlzoo.errors import ConfigError, DlzooError
-from dlzoo.paths import conf_dir, project_root
+from dlzoo.paths import conf_dir, paths_of, project_root
 
 
 def load_comparison(name: str) -> dict:
@@ -97,8 +97,9 @@ def compare(name: str, out_root: Path) -> dict:
     base = base_overrides(spec)
     cfg0 = compose(base)
     quiet()
-    client = mu.store_client(mu.tracking_uri(cfg0.logger.get("tracking_uri")))
-    pid = mu.start_parent(client, cfg0.logger.experiment_name, f"compare-{name}", base, {"dlzoo.compare": name})
+    root = paths_of(cfg0)[0]
+    client = mu.store_client(mu.tracking_uri(cfg0.logger.get("tracking_uri"), root))
+    pid = mu.start_parent(client, cfg0.logger.experiment_name, f"compare-{name}", base, {"dlzoo.compare": name}, root)
     client.log_param(pid, "compare.base", " ".join(spec.get("base", [])))
     result = {"comparison": name, "title": spec.get("title", name), "dataset": cfg0.data.name, "model": cfg0.model.name,
               "parent_run_id": pid, "variants": {}}

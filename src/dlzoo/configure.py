@@ -26,13 +26,15 @@ import os
 import sys
 from pathlib import Path
 
-from dlzoo.paths import conf_dir, project_root
+from dlzoo.paths import PATHS_KEY, bind, conf_dir, project_root
 
 MAIN = "main"  # the configuration of the train_main stage: conf/ defaults plus its overrides
 OPTION = "._option_"  # `optimizer._option_: sgd` picks a group's option and leaves room for its values
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config"):
+    """The composed, resolved config, its ``paths`` bound to the project the command runs in (``paths.bind``):
+    the entry of library callers (comparisons, searches, claims, benchmarks, notebooks)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
@@ -40,7 +42,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config"):
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
     OmegaConf.resolve(cfg)
-    return cfg
+    return bind(cfg)
 
 
 def with_trainer(overrides: list[str]) -> list[str]:
@@ -133,8 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     except HydraException as exc:
         where = f" (params.yaml overrides.{args.from_params})" if args.from_params else ""
         sys.exit(f"error{where}: {exc}")
-    if args.job:
-        with open_dict(cfg):
+    with open_dict(cfg):
+        cfg.pop(PATHS_KEY, None)  # this machine's folders: the file is the same on every machine (DVC hashes it)
+        if args.job:
             cfg.pop("pipeline", None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")

@@ -23,27 +23,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlzoo.errors import DlzooError
-from dlzoo.paths import project_root, report_json
+from dlzoo.paths import bind, project_root, report_json
 from dlzoo.tracking.runs import checkpoint, load_config, load_run
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 
-def load_source(source: str | Path) -> tuple[dict, "DictConfig", Path | None]:
+def load_source(source: str | Path, root: Path | None = None) -> tuple[dict, "DictConfig", Path | None]:
     """(run_info, training config, run folder or None) of a training run folder or a registered
-    ``models:/<name>@best`` / ``models:/<name>/<version>`` (whose source run's config comes from MLflow)."""
+    ``models:/<name>@best`` / ``models:/<name>/<version>`` (whose source run's config comes from MLflow). The
+    config's paths are bound to the project at ``root`` (default: the one the command runs in)."""
     from omegaconf import OmegaConf
 
     if not str(source).startswith("models:/"):
         run_dir = Path(source)
-        return load_run(run_dir), load_config(run_dir), run_dir
+        return load_run(run_dir), bind(load_config(run_dir), root), run_dir
     import mlflow
 
     from dlzoo.tracking.mlflow_utils import tracking_uri
     from dlzoo.tracking.registry import resolve
 
-    uri = tracking_uri()
+    uri = tracking_uri(None, root)
     client = mlflow.MlflowClient(uri)
     ref = resolve(client, str(source))
     run = client.get_run(ref.run_id)
@@ -52,10 +53,10 @@ def load_source(source: str | Path) -> tuple[dict, "DictConfig", Path | None]:
             "run_name": run.info.run_name, "model_uri": ref.uri, "registered": f"{ref.name}/{ref.version}",
             "num_params": int(run.data.metrics.get("model/num_params", 0)) or None,
             "flops": int(run.data.metrics.get("model/flops", 0)) or None}
-    return info, OmegaConf.load(config), None
+    return info, bind(OmegaConf.load(config), root), None
 
 
-def load_task(source: str | Path, ckpt: str | None = None):
+def load_task(source: str | Path, ckpt: str | None = None, root: Path | None = None):
     """(run_info, config, datamodule set up, task with the trained weights in eval mode) of a training run
     folder (its best checkpoint, or ``ckpt``) or of a registered model (``models:/...``)."""
     import lightning.pytorch as pl
@@ -63,7 +64,7 @@ def load_task(source: str | Path, ckpt: str | None = None):
 
     from dlzoo import builders
 
-    info, cfg, run_dir = load_source(source)
+    info, cfg, run_dir = load_source(source, root)
     pl.seed_everything(cfg.seed, verbose=False)
     dm = builders.build_datamodule(cfg)
     dm.setup()
@@ -107,12 +108,12 @@ def test_split(task, dm, split: str, trainer_cfg) -> dict[str, float]:
 
 
 def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str | None = None,
-             register: bool = True) -> dict:
+             register: bool = True, root: Path | None = None) -> dict:
     import mlflow
 
     from dlzoo.training.accelerators import device
 
-    info, cfg, dm, task = load_task(run_dir, ckpt)
+    info, cfg, dm, task = load_task(run_dir, ckpt, root)
     metrics = test_split(task, dm, split, cfg.trainer)
     task.to(device(cfg.trainer))  # the Trainer hands the module back on the CPU; the outputs are computed on the device
     name = cfg.get("name") or Path(str(run_dir)).name

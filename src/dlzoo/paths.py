@@ -20,12 +20,52 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
-def store_root() -> Path:
-    """The folder of the project's MLflow store (``mlflow.db``, ``mlartifacts/``): the project root, except in a
-    DVC experiment that runs in a temporary workspace (``dvc exp run --queue`` / ``--temp``, under
-    ``<repo>/.dvc/tmp/exps/``): there DVC's ``DVC_ROOT`` names the repository the experiment belongs to, so its
-    runs land in that repository's store and outlive the workspace."""
-    root = project_root()
+PATHS_KEY = "paths"  # the config node (conf/config.yaml): machine-local, never part of a run's identity
+
+
+def bind(cfg, root: Path | None = None):
+    """Fill ``cfg.paths`` for this machine, in place, and return ``cfg``: ``paths.root`` becomes an absolute
+    folder (``root``, else the configured one, else the project the command runs in) and every other entry an
+    absolute path under it. Entry points call this once; everything below them takes its paths from the
+    config (``paths_of``) and never looks at the working directory. A config without the node (a job config the
+    pipeline's configure stage wrote, a trained run's config.yaml) gets the defaults."""
+    from omegaconf import OmegaConf, open_dict
+
+    node = OmegaConf.to_container(cfg[PATHS_KEY]) if cfg.get(PATHS_KEY) is not None else {}
+    base = Path(root or node.get("root") or project_root()).resolve()
+    bound = {"root": str(base)}
+    for key, default in DEFAULT_PATHS.items():
+        value = Path(node.get(key) or default)
+        bound[key] = str(value if value.is_absolute() else base / value)
+    with open_dict(cfg):
+        cfg[PATHS_KEY] = bound
+    return cfg
+
+
+DEFAULT_PATHS = {"splits": "artifacts/splits"}  # what conf/config.yaml's paths node holds, for configs without it
+
+
+def unbind(container: dict) -> dict:
+    """A resolved config as a plain dict without the machine-local ``paths`` node: what a run records (params,
+    config.yaml) and the pipeline's configure stage writes, so they are the same on every machine."""
+    return {k: v for k, v in container.items() if k != PATHS_KEY}
+
+
+def paths_of(cfg) -> tuple[Path, Path]:
+    """(root, splits) of a bound config (``bind``); a config no entry point bound is refused, naming the fix."""
+    node = cfg.get(PATHS_KEY) if cfg is not None else None
+    if not node or not node.get("root") or not Path(node["root"]).is_absolute():
+        raise ValueError("the config's paths are not bound to a project: call dlzoo.paths.bind(cfg) first "
+                         "(dlzoo.configure.compose and the command-line entry points do)")
+    return Path(node["root"]), Path(node["splits"])
+
+
+def store_root(root: Path | None = None) -> Path:
+    """The folder of the project's MLflow store (``mlflow.db``, ``mlartifacts/``): the project root (``root``,
+    else the one the command runs in), except in a DVC experiment that runs in a temporary workspace (``dvc exp
+    run --queue`` / ``--temp``, under ``<repo>/.dvc/tmp/exps/``): there DVC's ``DVC_ROOT`` names the repository
+    the experiment belongs to, so its runs land in that repository's store and outlive the workspace."""
+    root = Path(root).resolve() if root is not None else project_root()
     dvc_root = os.environ.get("DVC_ROOT")
     if dvc_root and root.is_relative_to(Path(dvc_root).resolve() / ".dvc"):
         return Path(dvc_root).resolve()

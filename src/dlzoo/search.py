@@ -27,6 +27,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from dlzoo.errors import ConfigError
+from dlzoo.paths import paths_of
 from dlzoo.tracking.races import retry_race
 
 KINDS = ("float", "int", "categorical")
@@ -92,12 +93,13 @@ def search(cfg: DictConfig, output_dir: Path, overrides: list[str], train: Calla
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _study(hs, direction, hs.get("seed", cfg.seed))
-    client, exp_id = _open_store(mu.tracking_uri(cfg.logger.get("tracking_uri")), cfg.logger.experiment_name)
+    root = paths_of(cfg)[0]
+    client, exp_id = _open_store(mu.tracking_uri(cfg.logger.get("tracking_uri"), root), cfg.logger.experiment_name)
     name = cfg.get("name") or cfg.model.name
 
     def new_parent() -> str:
         pid = mu.start_parent(client, cfg.logger.experiment_name, f"search-{name}-{monitor.replace('/', '_')}",
-                              overrides, {"dlzoo.search": "optuna", "dlzoo.name": str(name)})
+                              overrides, {"dlzoo.search": "optuna", "dlzoo.name": str(name)}, root)
         client.log_param(pid, "search.space", json.dumps(space)[:6000])
         for k, v in {"search.metric": monitor, "search.direction": direction, "search.n_trials": hs["n_trials"],
                      "search.base_overrides": " ".join(base) or "(none)"}.items():

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlzoo.console import quiet
 from dlzoo.errors import DlzooError
-from dlzoo.paths import conf_dir
+from dlzoo.paths import bind, conf_dir, paths_of, unbind
 from dlzoo.tracking.runs import RunInfo
 
 
@@ -117,17 +117,18 @@ def _start_record(job: Job, overrides: list[str], parent_run_id: str | None, ext
     from dlzoo.tracking.environment import environment_tags
 
     cfg, output_dir = job.cfg, job.output_dir
+    root = paths_of(cfg)[0]
     rank0 = rank_zero_only.rank == 0
-    uri = mu.tracking_uri(cfg.logger.get("tracking_uri"))
+    uri = mu.tracking_uri(cfg.logger.get("tracking_uri"), root)
     if rank0:
         mu.check_reachable(uri)  # an unreachable server fails now, not after an hour of training
     output_dir.mkdir(parents=True, exist_ok=True)
     run_file = output_dir / "mlflow_run.json"
     previous = json.loads(run_file.read_text()) if job.resume and run_file.exists() else {}
-    tags = mu.provenance_tags(overrides) | {
+    tags = mu.provenance_tags(overrides, root) | {
         "dlzoo.task": cfg.task, "dlzoo.dataset": cfg.data.name, "dlzoo.model": cfg.model.name,
         "dlzoo.name": str(cfg.get("name") or ""), "dlzoo.output_dir": str(output_dir.resolve()),
-    } | environment_tags() | (extra_tags or {})
+    } | environment_tags(root) | (extra_tags or {})
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     record = mu.JobRun(uri, rank0)
@@ -140,7 +141,7 @@ def _start_record(job: Job, overrides: list[str], parent_run_id: str | None, ext
             "score_key": getattr(job.task, "score_key", None)}
     if rank0:
         run_file.write_text(json.dumps({"run_id": record.run_id, "tracking_uri": uri}))
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(unbind(OmegaConf.to_container(cfg, resolve=True))))
     return record, info, bool(previous)
 
 
@@ -149,11 +150,11 @@ def _log_inputs(job: Job, record, resumed: bool) -> None:
     from dlzoo.tracking import mlflow_utils as mu
 
     if not resumed:
-        record.log_params(mu.job_params(OmegaConf.to_container(job.cfg, resolve=True)))
+        record.log_params(mu.job_params(unbind(OmegaConf.to_container(job.cfg, resolve=True))))
         if record.rank0:
             from dlzoo.tracking.datasets import log_split_inputs
 
-            log_split_inputs(job.dm.splits_dir / job.dm.name, job.cfg.data.name, mu.data_version())
+            log_split_inputs(job.dm.splits_dir / job.dm.name, job.cfg.data.name, mu.data_version(paths_of(job.cfg)[0]))
     record.log_metrics({"model/num_params": job.n_params, "model/flops": job.n_flops})
     record.log_artifact(str(job.output_dir / "config.yaml"))
 
@@ -295,6 +296,7 @@ def _log_run_artifacts(cfg, task, trainer, history, output_dir: Path, info: dict
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     quiet()
+    bind(cfg)  # the project this command runs in: every path below comes from cfg.paths
     hydra_dir, overrides = hydra_output_dir()
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else hydra_dir
     from dlzoo.tracking.sweep import parent_run_id
@@ -310,7 +312,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             from dlzoo.paths import report_json
 
             eval_dir = Path(cfg.train.get("eval_dir") or output_dir / "eval")
-            report_json(evaluate(output_dir, eval_dir), Path(cfg.train.metrics))
+            report_json(evaluate(output_dir, eval_dir, root=paths_of(cfg)[0]), Path(cfg.train.metrics))
     except DlzooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -56,7 +56,13 @@ def doc_project(dest: Path, splits_dir: Path) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)], ids=lambda p: p.name)
+# Pages whose walk-through `make test` already runs with stronger checks: their blocks run in `make test-slow`.
+# extending.md: tests/config/test_extending.py adds the same model, dataset and task and checks their runs.
+SLOW_PAGES = {"extending.md"}
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAGES else p
+                                  for p in PAGES if blocks(p)], ids=lambda p: p.name)
 def test_marked_blocks_run(page, tmp_path, splits_dir):
     proj = doc_project(tmp_path / "proj", splits_dir)
     env = {**os.environ, "PYTHONPATH": str(proj / "src"), "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",

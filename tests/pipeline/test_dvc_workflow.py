@@ -226,9 +226,9 @@ def test_git_dirty_ignores_what_dvc_rewrites(tmp_path, monkeypatch):
     monkeypatch.delenv("DLZOO_ROOT", raising=False)
     for rel in ("dvc.lock", "extra/dvc.lock", "scores/a.json"):
         (tmp_path / rel).write_text("rewritten\n")
-    assert provenance_tags([])["git.dirty"] == "false"
+    assert provenance_tags([], tmp_path)["git.dirty"] == "false"
     (tmp_path / "conf/config.yaml").write_text("a: 2\n")
-    assert provenance_tags([])["git.dirty"] == "true"
+    assert provenance_tags([], tmp_path)["git.dirty"] == "true"
 
 
 def test_store_is_the_dvc_repository_s_in_a_temporary_workspace(tmp_path, monkeypatch):

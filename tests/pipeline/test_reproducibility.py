@@ -28,14 +28,27 @@ def _cli_train(project: Path, name: str, *overrides: str):
     return _client(project).get_run(run_id)
 
 
-def test_thread_count_from_config_is_what_the_job_trains_with(project):
+def test_thread_count_from_config_is_what_the_job_trains_with_and_every_run_records_its_environment(project):
+    import torch
+
+    from dlzoo.tracking.environment import cpu_isa
+
     # the tests run with OMP_NUM_THREADS=1; runtime.threads overrides it inside the job, and is recorded
-    counts = {}
-    for threads in (1, 2):
-        run = _cli_train(project, f"t{threads}", f"runtime.threads={threads}")
+    runs = {1: _cli_train(project, "t1", "runtime.threads=1"), 2: _cli_train(project, "t2")}  # 2: conf's default
+    for threads, run in runs.items():
         assert run.data.params["runtime.threads"] == str(threads)
-        counts[threads] = run.data.tags["env.torch_threads"]
-    assert counts == {1: "1", 2: "2"}
+        assert run.data.tags["env.torch_threads"] == str(threads)
+    tags = runs[2].data.tags
+    assert tags["env.torch"] == torch.__version__
+    assert tags["env.lightning"] == metadata.version("lightning")
+    assert tags["env.mlflow"] == mlflow.__version__
+    assert tags["env.python"].count(".") == 2
+    assert tags["env.cpu"] and tags["env.cpu_isa"] == cpu_isa()
+    assert tags["env.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert tags["env.gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
+    # the project copy has no lock of its own: the source checkout's is the one that was in force
+    assert tags["env.lock_sha256"] == hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    assert "env.lock_drift" in tags
 
 
 def test_bad_thread_count_is_refused_before_training(project):
@@ -44,25 +57,6 @@ def test_bad_thread_count_is_refused_before_training(project):
     assert "runtime.threads=0" in r.stderr and "null or an integer >= 1" in r.stderr
     assert not (project / "mlflow.db").exists() or not _client(project).search_runs(
         [e.experiment_id for e in _client(project).search_experiments()])
-
-
-def test_environment_tags_on_a_run(project):
-    import torch
-
-    from dlzoo.tracking.environment import cpu_isa
-
-    tags = _cli_train(project, "env").data.tags
-    assert tags["env.torch"] == torch.__version__
-    assert tags["env.lightning"] == metadata.version("lightning")
-    assert tags["env.mlflow"] == mlflow.__version__
-    assert tags["env.python"].count(".") == 2
-    assert tags["env.cpu"] and tags["env.cpu_isa"] == cpu_isa()
-    assert tags["env.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert tags["env.gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
-    assert tags["env.torch_threads"] == "2"  # conf/config.yaml's runtime.threads
-    # the project copy has no lock of its own: the source checkout's is the one that was in force
-    assert tags["env.lock_sha256"] == hashlib.sha256(LOCK.read_bytes()).hexdigest()
-    assert "env.lock_drift" in tags
 
 
 def test_cpu_isa_reads_the_vector_flags():

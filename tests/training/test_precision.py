@@ -9,9 +9,13 @@ from conftest import FAST, compose
 # one experiment per task family, and per network kind within classification and seq2seq
 FAMILIES = ["digits_lenet5", "mnist1d_gru", "mnist1d_lstm", "mnist1d_transformer", "diabetes_mlp", "seq2seq_transformer",
             "seq2seq_lstm", "digits_cvae", "ring_gan", "ring_wgan", "digits_yolo", "digits_rcnn"]
+# `make test` keeps one of each task (classify: a CNN and an RNN); the other families, the R-CNN's 30 s among
+# them, run with the slow tests
+IN_MAKE_TEST = {"digits_lenet5", "mnist1d_gru", "diabetes_mlp", "seq2seq_lstm", "digits_cvae", "ring_gan", "digits_yolo"}
 
 
-@pytest.mark.parametrize("experiment", FAMILIES)
+@pytest.mark.parametrize("experiment", [e if e in IN_MAKE_TEST else pytest.param(e, marks=pytest.mark.slow)
+                                        for e in FAMILIES])
 def test_every_family_trains_under_bf16_mixed(project, experiment):
     from dlzoo.train import run
 

@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.recheck:
             if not out.exists():
                 raise DataError(f"{out} does not exist: run `python -m dlzoo.claims {spec['name']}` first")
-            result = recheck(spec, json.loads(out.read_text()))
+            result = recheck(spec, json.loads(out.read_text()), root)
         else:
-            result = run_claim(spec, args.runs or root / "artifacts" / "claims" / spec["name"], args.override, seeds,
-                               args.threads)
+            result = run_claim(spec, args.runs or root / "artifacts" / "claims" / spec["name"], root, args.override,
+                               seeds, args.threads)
     except DlzooError as exc:
         sys.exit(f"error: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ from dlzoo.claims import expr
 from dlzoo.claims.measures import MEASURES
 from dlzoo.claims.verdict import claim_verdict, judge_values, parse_expectation, summarize
 from dlzoo.errors import DataError
-from dlzoo.paths import project_root
 
 
 EXPERIMENT = "claims"
@@ -87,7 +86,7 @@ def record_verdict(client, pid: str, result: dict) -> None:
     client.set_tag(pid, "dlzoo.verdict", result["verdict"])
 
 
-def recheck(spec: dict, result: dict) -> dict:
+def recheck(spec: dict, result: dict, root: Path) -> dict:
     """Re-judge a claim's recorded runs (its JSON) with the claim file's current checks: no training. The
     verdict tags of its MLflow parent run are updated too."""
     import mlflow
@@ -101,8 +100,8 @@ def recheck(spec: dict, result: dict) -> dict:
             per_seed.setdefault(None if seed == "None" else int(seed), {})[vname] = cls(row)
     result |= {"number": spec.get("number"), "title": spec.get("title", spec["name"]), "statement": spec["claim"],
                "plot": spec.get("plot"), "notes": spec.get("notes", "")}
-    judge(spec, result, per_seed or {None: {}}, load_inputs(spec, project_root()))
-    record_verdict(mlflow.MlflowClient(mu.tracking_uri(None)), result["parent_run_id"], result)
+    judge(spec, result, per_seed or {None: {}}, load_inputs(spec, root))
+    record_verdict(mlflow.MlflowClient(mu.tracking_uri(None, root)), result["parent_run_id"], result)
     return result
 
 
@@ -118,8 +117,10 @@ def thread_overrides(cfg0, threads: int | None) -> list[str]:
     return [f"runtime.threads={threads}"] if OmegaConf.select(cfg0, "runtime.threads", default="absent") != "absent" else []
 
 
-def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds: list[int] | None = None,
+def run_claim(spec: dict, out_root: Path, root: Path, extra: list[str] | None = None, seeds: list[int] | None = None,
               threads: int | None = None) -> dict:
+    """Train every variant of a claim at every seed under one MLflow parent run of the project at ``root``, and
+    judge the claim on the figures (and on the pipeline results it names, read from ``root``)."""
     import torch
 
     from dlzoo.compare import CURVE_KEYS, base_overrides, log_row, run_variant
@@ -128,7 +129,6 @@ def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds:
     from dlzoo.console import quiet
 
     started = time.perf_counter()
-    root = project_root()
     inputs = load_inputs(spec, root)  # before training: a missing input is known at once
     seeds = list(seeds if seeds is not None else spec.get("seeds") or [])
     # every claim's runs in one MLflow experiment, "claims" (a claim may mix datasets); -o overrides it
@@ -137,8 +137,9 @@ def run_claim(spec: dict, out_root: Path, extra: list[str] | None = None, seeds:
     cfg0 = compose([*base, *first["overrides"]])
     base += thread_overrides(cfg0, threads)
     quiet()
-    client = mu.store_client(mu.tracking_uri(cfg0.logger.get("tracking_uri")))
-    pid = mu.start_parent(client, cfg0.logger.experiment_name, f"claim-{spec['name']}", base, {"dlzoo.claim": spec["name"]})
+    client = mu.store_client(mu.tracking_uri(cfg0.logger.get("tracking_uri"), root))
+    pid = mu.start_parent(client, cfg0.logger.experiment_name, f"claim-{spec['name']}", base, {"dlzoo.claim": spec["name"]},
+                          root)
     client.log_param(pid, "claim", spec["claim"][:6000])
     client.set_tag(pid, "dlzoo.threads", str(torch.get_num_threads()))
     sources = sorted(_run_ids(inputs))

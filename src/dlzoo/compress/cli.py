@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     root = project_root()
     try:
         rows = compress(args.run_dir, [r for r in args.recipes.split(",") if r],
-                        args.out_dir or root / "artifacts" / "compressed" / args.run_dir.name, args.overrides)
+                        args.out_dir or root / "artifacts" / "compressed" / args.run_dir.name, args.overrides, root)
     except DlzooError as exc:
         sys.exit(f"error: {exc}")
     write_metrics(rows, args.metrics or root / "metrics" / "compress" / f"{args.run_dir.name}.json")

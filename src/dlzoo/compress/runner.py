@@ -23,7 +23,7 @@ from dlzoo.compress import measure as M
 from dlzoo.compress.source import Source, finetune, load_source
 from dlzoo.tracking.runs import checkpoint, net_state
 from dlzoo.errors import ConfigError
-from dlzoo.paths import conf_dir
+from dlzoo.paths import conf_dir, paths_of
 
 
 @dataclass
@@ -180,7 +180,7 @@ def _record(src: Source, recipe: DictConfig, res: Result, figures: dict, base: d
         client = mlflow.MlflowClient()
         exp_id = mu.get_or_create_experiment(client, src.info["experiment"])
         active = mlflow.start_run(experiment_id=exp_id, run_name=f"{src.info['run_name']}-{label}",
-                                  tags=mu.provenance_tags([f"compress={recipe.name}"]) | tags)
+                                  tags=mu.provenance_tags([f"compress={recipe.name}"], paths_of(src.cfg)[0]) | tags)
     folder = out_dir / label
     folder.mkdir(parents=True, exist_ok=True)
     with active:
@@ -203,9 +203,11 @@ def _record(src: Source, recipe: DictConfig, res: Result, figures: dict, base: d
             "source_run_id": src.run_id, "source/test/acc": base["acc"], **metrics}
 
 
-def compress(run_dir: Path, recipes: list[str], out_dir: Path, overrides: list[str] | None = None) -> list[dict]:
-    """Apply each recipe to the trained run in ``run_dir``; returns one metrics row for the source and one
-    per compressed model. Overrides (``key=value``) apply to every recipe that has the key."""
+def compress(run_dir: Path, recipes: list[str], out_dir: Path, overrides: list[str] | None = None,
+             root: Path | None = None) -> list[dict]:
+    """Apply each recipe to the trained run in ``run_dir`` (of the project at ``root``, default: the one the
+    command runs in); returns one metrics row for the source and one per compressed model. Overrides
+    (``key=value``) apply to every recipe that has the key."""
     import logging
     import warnings
 
@@ -219,7 +221,7 @@ def compress(run_dir: Path, recipes: list[str], out_dir: Path, overrides: list[s
     unused = [o for o in overrides or [] if not any(o in _applicable(n, [o]) for n in recipes)]
     if unused:
         raise ConfigError(f"override(s) {unused} match no key of the recipes {recipes}")
-    src = load_source(run_dir)
+    src = load_source(run_dir, root)
     meas = loaded[recipes[0]].measure if recipes else OmegaConf.create({"threads": 1, "repeats": 30, "warmup": 5,
                                                                           "batches": [1, 256]})
     kw = {"batches": list(meas.batches), "repeats": int(meas.repeats), "warmup": int(meas.warmup),

@@ -31,10 +31,12 @@ class Source:
         return self.info["run_id"]
 
 
-def load_source(run_dir: str | Path) -> Source:
+def load_source(run_dir: str | Path, root: Path | None = None) -> Source:
+    """The trained run in ``run_dir``, its config bound to the project at ``root`` (default: the one the
+    command runs in)."""
     from dlzoo.builders import load_trained_network
 
-    info, cfg, dm, net = load_trained_network(run_dir)
+    info, cfg, dm, net = load_trained_network(run_dir, root)
     return Source(Path(run_dir), info, cfg, dm, net)
 
 

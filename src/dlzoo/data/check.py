@@ -34,12 +34,12 @@ def main() -> None:
     dvc_file = root / "data.dvc"
     if not dvc_file.exists():
         sys.exit(f"error: {dvc_file} not found; create it with `dvc add data`")
-    before_text, before = dvc_file.read_text(), data_version()
+    before_text, before = dvc_file.read_text(), data_version(root)
     out = subprocess.run([sys.executable, "-m", "dvc", "commit", "-f", "-q", "data.dvc"], cwd=root,
                          capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"error: `dvc commit data.dvc` failed:\n{out.stderr or out.stdout}")
-    after = data_version()
+    after = data_version(root)
     if after != before:
         dvc_file.write_text(before_text)
         sys.exit(f"error: data/ (md5 {after}) does not match data.dvc (md5 {before}). The embedded datasets were "

@@ -14,7 +14,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from dlzoo.paths import PACKAGE_DIR, project_root
+from dlzoo.paths import PACKAGE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,10 @@ def pin_threads(threads: int | None) -> int:
     return n
 
 
-def lock_path(root: Path | None = None) -> Path | None:
-    """The project's lock file, else the source checkout's (an installed package run from elsewhere)."""
-    for base in (root or project_root(), PACKAGE_DIR.parents[1]):
+def lock_path(root: Path) -> Path | None:
+    """The lock file of the project at ``root``, else the source checkout's (an installed package run from
+    elsewhere)."""
+    for base in (root, PACKAGE_DIR.parents[1]):
         if (base / LOCK_FILE).is_file():
             return base / LOCK_FILE
     return None
@@ -80,11 +81,8 @@ def public(version: str) -> str:
     return version.split("+", 1)[0]
 
 
-def lock_drift(path: Path | None = None) -> dict[str, tuple[str | None, str]]:
-    """Packages of the lock installed at another version (or missing): {name: (installed, locked)}."""
-    path = path or lock_path()
-    if path is None:
-        return {}
+def lock_drift(path: Path) -> dict[str, tuple[str | None, str]]:
+    """Packages of the lock file ``path`` installed at another version (or missing): {name: (installed, locked)}."""
     drift, installed = {}, installed_versions()
     for name, locked in read_lock(path).items():
         have = installed.get(name)
@@ -128,8 +126,9 @@ def gpu_tags() -> dict[str, str]:
             "env.cuda": str(torch.version.cuda)}
 
 
-def environment_tags() -> dict[str, str]:
-    """The ``env.*`` tags of a run (call after :func:`pin_threads`: the thread count is read from torch)."""
+def environment_tags(root: Path) -> dict[str, str]:
+    """The ``env.*`` tags of a run (call after :func:`pin_threads`: the thread count is read from torch); the
+    lock file is the one of the project at ``root``."""
     import torch
 
     tags = {"env.python": platform.python_version(), "env.platform": f"{sys.platform}-{platform.machine()}"}
@@ -138,7 +137,7 @@ def environment_tags() -> dict[str, str]:
     tags |= {"env.cpu": cpu_model(), "env.cpu_isa": cpu_isa(),
              "env.cpu_capability": torch.backends.cpu.get_cpu_capability(),
              "env.torch_threads": str(torch.get_num_threads())} | gpu_tags()
-    path = lock_path()
+    path = lock_path(root)
     if path is None:
         tags["env.lock_sha256"] = "none"
     else:

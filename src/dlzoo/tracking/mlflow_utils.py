@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from dlzoo.paths import project_root, store_root
+from dlzoo.paths import store_root
 
 
 # Parallel jobs (joblib launcher, DDP) share one sqlite file: wait up to 60 s for its write lock instead of
@@ -33,13 +33,15 @@ UI_WORKFLOW_PARAM = "workflowType=machine_learning"
 UI_DEFAULT = "http://127.0.0.1:5000"  # `make ui`
 
 
-def tracking_uri(configured: str | None = None) -> str:
+def tracking_uri(configured: str | None = None, root: Path | None = None) -> str:
+    """``configured`` (``logger.tracking_uri``), else ``$MLFLOW_TRACKING_URI``, else the sqlite store of the
+    project at ``root`` (default: the one the command runs in; see ``dlzoo.paths.store_root``)."""
     if configured:
         return configured
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    return f"sqlite:///{store_root() / 'mlflow.db'}?timeout={SQLITE_BUSY_TIMEOUT_S}"
+    return f"sqlite:///{store_root(root) / 'mlflow.db'}?timeout={SQLITE_BUSY_TIMEOUT_S}"
 
 
 def ensure_store(uri: str) -> None:
@@ -111,8 +113,11 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         raise TrackingError(f"MLflow tracking server {uri} answered HTTP {r.status_code} on /health: {fix}")
 
 
-def artifact_root() -> str:
-    return (store_root() / "mlartifacts").as_uri()
+def artifact_root(uri: str | None = None) -> str:
+    """Where the artifacts of a store's experiments go: ``mlartifacts/`` beside a sqlite store's file, else
+    beside the project's store (a database server's runs keep their artifacts in the project)."""
+    db = sqlite_file(uri) if uri else None
+    return ((db.parent if db is not None else store_root()) / "mlartifacts").as_uri()
 
 
 def ui_url(experiment_id: str | None = None, base: str = UI_DEFAULT) -> str:
@@ -142,7 +147,7 @@ def get_or_create_experiment(client, name: str) -> str:
     location = None
     uri = client._tracking_client.tracking_uri
     if uri.startswith("sqlite:") or uri.startswith("postgresql") or uri.startswith("mysql"):
-        location = f"{artifact_root()}/{name}"
+        location = f"{artifact_root(uri)}/{name}"
     try:
         return client.create_experiment(name, artifact_location=location,
                                         tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
@@ -153,17 +158,17 @@ def get_or_create_experiment(client, name: str) -> str:
         return exp.experiment_id
 
 
-def _git(*args: str) -> str | None:
+def _git(root: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def data_version() -> str | None:
-    """The md5 that data.dvc records for data/ (what DVC calls the data version)."""
-    f = project_root() / "data.dvc"
+def data_version(root: Path) -> str | None:
+    """The md5 that data.dvc of the project at ``root`` records for data/ (what DVC calls the data version)."""
+    f = root / "data.dvc"
     if not f.exists():
         return None
     for line in f.read_text().splitlines():
@@ -178,13 +183,14 @@ def data_version() -> str | None:
 DVC_WRITTEN = (":(exclude,glob)**/dvc.lock", ":(exclude)scores")
 
 
-def provenance_tags(overrides: list[str]) -> dict[str, str]:
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *DVC_WRITTEN)
+def provenance_tags(overrides: list[str], root: Path) -> dict[str, str]:
+    """Git commit and state, data version, the DVC experiment, the command: of the project at ``root``."""
+    commit = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", *DVC_WRITTEN)
     tags = {
         "git.commit": commit or "unknown",
         "git.dirty": "unknown" if status is None else str(bool(status)).lower(),
-        "data.dvc.md5": data_version() or "unknown",
+        "data.dvc.md5": data_version(root) or "unknown",
         # set by DVC in `dvc exp run` (workspace, --queue, --temp): the experiment this run belongs to
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
         "dvc.exp_baseline": os.environ.get("DVC_EXP_BASELINE_REV", ""),
@@ -241,10 +247,12 @@ def ending(close: Callable[[str, BaseException | None], None]):
         close(end_status(error), error)
 
 
-def start_parent(client, experiment_name: str, run_name: str, overrides: list[str], tags: dict[str, str]) -> str:
-    """An MLflow parent run for a group of child runs (a search, a comparison, a claim); returns its id."""
+def start_parent(client, experiment_name: str, run_name: str, overrides: list[str], tags: dict[str, str],
+                 root: Path) -> str:
+    """An MLflow parent run for a group of child runs (a search, a comparison, a claim) of the project at
+    ``root``; returns its id."""
     exp_id = get_or_create_experiment(client, experiment_name)
-    return client.create_run(exp_id, run_name=run_name, tags=provenance_tags(overrides) | tags).info.run_id
+    return client.create_run(exp_id, run_name=run_name, tags=provenance_tags(overrides, root) | tags).info.run_id
 
 
 class JobRun:
