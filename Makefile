@@ -153,13 +153,13 @@ postgres:
 # `make test` runs the tests in TEST_JOBS processes (pytest-xdist; `TEST_JOBS=auto`: one per CPU, `TEST_JOBS=0`:
 # in this process). Most tests are small trainings whose Python overhead leaves a core idle: on a 2-core AMD
 # EPYC pytest took 11.8-13.3 min in two processes, 16 min in one (benchmarks/README.md). The slow suite stays
-# in one process (its bars and timings). `--dist loadgroup`: the tests sharing a module fixture that reproduces
-# a pipeline run in one worker, so it is built once (tests/conftest.py).
+# in one process (its bars and timings). `--dist loadfile`: a file's tests share one worker, so a module fixture
+# that reproduces a pipeline is built once (tests/conftest.py orders the long files first).
 TEST_JOBS ?= 2
 
 test: data postgres
 	python -m ruff check src tests benchmarks
-	python -m pytest -m "not slow" -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
+	python -m pytest -m "not slow" -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: data browser postgres
 	python -m pytest -m slow $(PYTEST_ARGS)

@@ -14,18 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-# Module-scoped fixtures that train or reproduce a whole (shrunk) pipeline. `make test` runs pytest-xdist with
-# `--dist loadgroup`: every test that uses one of them goes to the same worker, so each is built once, not
-# once per worker (the `dvc repro` fixtures take 1-2 minutes each).
-SHARED_MODULE_FIXTURES = {"repo", "tiny_claim", "trained_run"}
+# `make test` runs pytest-xdist with `--dist loadfile`: a file's tests run in one worker, so a module fixture
+# that reproduces a whole (shrunk) pipeline (1-2 minutes) is built once, not once per worker. Files go to the
+# workers in collection order, one at a time as they finish: the long end-to-end files of tests/pipeline/ come
+# first, so that the short ones fill the gaps instead of one long file running alone at the end.
+LONG_FIRST = ("pipeline", "claims", "compress")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        used = sorted(SHARED_MODULE_FIXTURES.intersection(getattr(item, "fixturenames", ())))
-        if used:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}.{used[0]}"))
+    def rank(item) -> int:
+        parts = Path(str(item.path)).relative_to(ROOT / "tests").parts
+        return LONG_FIRST.index(parts[0]) if len(parts) > 1 and parts[0] in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each rank stays pytest's
 
 
 @pytest.fixture(scope="session")

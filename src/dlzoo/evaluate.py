@@ -79,9 +79,7 @@ def load_task(source: str | Path, ckpt: str | None = None, root: Path | None = N
 
         loaded = mlflow.pytorch.load_model(info["model_uri"], map_location="cpu")
         net.load_state_dict(network_state(loaded, info["model_uri"]))
-        if getattr(dm, "target_stats", None) and hasattr(task, "y_mean"):  # a regressor: its target units,
-            task.y_mean.fill_(dm.target_stats[0])  # which fitting set from the training split, as here
-            task.y_std.fill_(dm.target_stats[1])
+        task.restore_from_registry(dm)
     else:
         ckpt = checkpoint(info, run_dir, ckpt, fix="re-train with `dvc repro` or pass --ckpt")
         task.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
@@ -129,17 +127,15 @@ def evaluate(run_dir: Path | str, out_dir: Path, split: str = "test", ckpt: str 
     mlflow.set_tracking_uri(info["tracking_uri"])
     with mlflow.start_run(run_id=info["run_id"]):  # reopen the training run; ends as FINISHED
         mlflow.log_metrics(metrics)
-        if split == "test" and getattr(task, "test_confusion", None) is not None:  # classification
-            from dlzoo.tasks.classify import confusion_plot
-
-            mlflow.log_artifact(str(confusion_plot(task.test_confusion, out_dir, cfg.data.name)), "plots")
+        for path in task.test_figures(out_dir, cfg.data.name) if split == "test" else []:
+            mlflow.log_artifact(str(path), "plots")
         mlflow.log_artifact(str(out_dir / "predictions.csv"))
         for path in outputs.figures:
             mlflow.log_artifact(str(path), "plots")
         if outputs.extra.get("detections_plot"):
             mlflow.log_artifact(outputs.extra["detections_plot"], "plots")
     registered = info.get("registered")
-    score_key = next((k for k in ("test/acc", "test/r2") if k in metrics), None)
+    score_key = task.score_key if task.registers and task.score_key in metrics else None
     if register and split == "test" and info.get("model_uri") and not registered and score_key:
         from dlzoo.tracking.registry import register as register_version, registered_name
 

@@ -210,10 +210,8 @@ def _test(job: Job, record, info: dict, trainer) -> None:
     results = trainer.test(job.task, datamodule=job.dm, ckpt_path=info["best_ckpt"], verbose=False,
                            weights_only=True)[0]
     info["test"] = {k: float(v) for k, v in results.items()}
-    if record.rank0 and getattr(job.task, "test_confusion", None) is not None:  # classification tasks
-        from dlzoo.tasks.classify import confusion_plot
-
-        record.log_artifact(str(confusion_plot(job.task.test_confusion, job.output_dir, cfg.data.name)), "plots")
+    for path in job.task.test_figures(job.output_dir, cfg.data.name) if record.rank0 else []:
+        record.log_artifact(str(path), "plots")
 
 
 def _close(record, info: dict, made: dict, ckpt_dir: Path, status: str, error: BaseException | None) -> None:
@@ -288,7 +286,7 @@ def _log_run_artifacts(cfg, task, trainer, history, output_dir: Path, info: dict
         example = (net.example_input(2) if hasattr(net, "example_input")  # a generator takes latent codes
                    else trainer.datamodule.datasets["val"].tensors[0][:2]).numpy()
         # a classifier takes raw samples: its preprocessing is logged with it (dlzoo.tracking.model)
-        logged = log_model(net, trainer.datamodule, cfg.task, example,
+        logged = log_model(net, task.raw_input_model(trainer.datamodule), example,
                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
         info["model_uri"] = logged.model_uri  # registered by the test evaluation (dlzoo.evaluate, dlzoo.tracking.registry)
 

@@ -63,3 +63,28 @@ def test_every_task_names_the_figure_it_is_ranked_by():
     assert len(tasks) >= 7
     assert {cls.__name__: getattr(cls, "score_key", None) for cls in tasks if not getattr(cls, "score_key", None)} == {}
     assert all(cls.score_key.startswith("test/") for cls in tasks)
+
+
+def test_task_hooks_replace_the_evaluation_s_probes(tmp_path):
+    """What the test evaluation used to probe for (a confusion matrix attribute, a regressor's buffers, which
+    score keys register a model) is asked of the task."""
+    from types import SimpleNamespace
+
+    from dlzoo.tasks.regress import RegressionTask
+    from dlzoo.tasks.registry import get_task
+
+    sgd = functools.partial(torch.optim.SGD, lr=0.1)
+    clf = ClassificationTask(nn.Linear(4, 3), 3, sgd)
+    assert clf.test_figures(tmp_path, "toy") == []  # no test loop yet: nothing to draw
+    clf.test_confusion = torch.eye(3, dtype=torch.long).numpy() * 5
+    (png,) = clf.test_figures(tmp_path, "toy")
+    assert png.exists() and png.suffix == ".png"
+
+    reg = RegressionTask(nn.Linear(4, 1), sgd)
+    reg.restore_from_registry(SimpleNamespace(target_stats=(150.0, 70.0)))
+    assert (float(reg.y_mean), float(reg.y_std)) == (150.0, 70.0)
+    x = torch.zeros(1, 4)
+    assert float(reg(x)) == pytest.approx(float(reg.net(x)) * 70.0 + 150.0)
+    # ranked figures where higher is better go to the registry; a loss or a mode count do not
+    assert get_task("classify").registers and get_task("regress").registers
+    assert not get_task("autoencode").registers and not get_task("detect").registers

@@ -41,14 +41,13 @@ def test_data_of_another_kind_is_refused_with_the_fix(overrides, message):
         builders.build_datamodule(compose(overrides))
 
 
-def test_example_input_is_what_the_task_feeds_its_network(splits_dir, monkeypatch):
-    monkeypatch.setattr(builders, "splits_dir", lambda: splits_dir)
+def test_example_input_is_what_the_task_feeds_its_network(splits_dir):
     for overrides, check in [
         (["experiment=seq2seq_lstm"], lambda ex: len(ex) == 2 and all(t.dtype == torch.long for t in ex)),  # src, tgt_in
         (["experiment=ring_wgan", "model.latent_dim=8"], lambda ex: len(ex) == 1 and ex[0].shape == (1, 8)),  # codes
         (["experiment=digits_lenet5"], lambda ex: len(ex) == 1 and ex[0].shape == (1, 1, 32, 32)),
     ]:
-        cfg = compose(overrides)
+        cfg = compose([*overrides, f"paths.splits={splits_dir}"])  # the session's splits, from any folder
         dm = builders.build_datamodule(cfg)
         dm.setup()
         net = builders.build_network(cfg, dm.input_shape, dm.num_classes)

@@ -120,16 +120,14 @@ def test_raw_input_regressor_matches_the_task_in_target_units(project):
 
     from conftest import compose
     from dlzoo import builders
-    from dlzoo.tracking.model import raw_input_model
 
     cfg = compose(["experiment=diabetes_mlp"])
     dm = builders.build_datamodule(cfg)
     dm.setup()
     net = builders.build_network(cfg, dm.input_shape, dm.num_classes).eval()
     task = builders.build_task(cfg, net, dm.num_classes).eval()
-    task.y_mean.fill_(dm.target_stats[0])
-    task.y_std.fill_(dm.target_stats[1])
-    wrapper, example, meta = raw_input_model(net, dm, "regress")
+    task.restore_from_registry(dm)
+    wrapper, example, meta = task.raw_input_model(dm)  # what the run logs as its MLflow Model
     raw = np.load(dm.splits_dir / "diabetes" / "x_test.npy")[:16]  # features in their own units
     with torch.no_grad():
         expected = task(dm.datasets["test"].tensors[0][:16])

@@ -32,7 +32,14 @@ class Task:
     - ``from_config(cfg, net, num_classes, context)``: the LightningModule of a composed config;
     - ``example_input(net, input_shape)``: the positional arguments of one forward pass on one sample;
     - ``evaluation_outputs(...)`` (instance method): what the test evaluation writes besides the test loop's
-      metrics (``EvalOutputs``).
+      metrics (``EvalOutputs``);
+    - ``test_figures(out_dir, title)``: plots of the last test loop, logged to the run (a confusion matrix);
+    - ``registers``: whether a tested run's model goes to the MLflow Model Registry, ranked by ``score_key``
+      (higher is better);
+    - ``restore_from_registry(dm)``: what a registered model (the network only) does not carry, restored from
+      the datamodule once its weights are loaded (a regressor's target scaling);
+    - ``raw_input_model(dm)``: the network with the datamodule's preprocessing, logged as the run's MLflow
+      Model so that it takes raw samples (``tracking.model``), or None to log the bare network.
 
     ``task_name`` is set by ``@register_task(name)`` (``tasks.registry``).
     """
@@ -40,6 +47,16 @@ class Task:
     task_name: str
     score_key: str = "test/acc"
     datamodule: str = "array"
+    registers: bool = False
+
+    def test_figures(self, out_dir: Path, title: str) -> list[Path]:
+        return []
+
+    def restore_from_registry(self, dm) -> None:
+        return None
+
+    def raw_input_model(self, dm) -> tuple | None:
+        return None
 
     @classmethod
     def from_config(cls, cfg, net: nn.Module, num_classes: int, context: BuildContext):

@@ -51,6 +51,7 @@ class ClassificationTask(Task, TrainEpochLogging, pl.LightningModule):
 
     # the figure a run of this task is ranked and reported by: exact share of correct labels
     score_key = "test/acc"
+    registers = True
 
     def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
                  scheduler_interval: str = "epoch", weight_decay: float = 0.0, label_smoothing: float = 0.0,
@@ -92,6 +93,20 @@ class ClassificationTask(Task, TrainEpochLogging, pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def raw_input_model(self, dm) -> tuple | None:
+        """On an array dataset, the network behind the datamodule's preprocessing: it takes raw samples."""
+        from dlzoo.data.datamodule import ArrayDataModule
+        from dlzoo.data.regression import RegressionDataModule
+        from dlzoo.tracking.model import raw_input_classifier
+
+        if isinstance(dm, ArrayDataModule) and not isinstance(dm, RegressionDataModule):
+            return raw_input_classifier(self.net, dm)
+        return None
+
+    def test_figures(self, out_dir: Path, title: str) -> list[Path]:
+        """The confusion matrix of the last test loop."""
+        return [confusion_plot(self.test_confusion, out_dir, title)] if self.test_confusion is not None else []
 
     def evaluation_outputs(self, dm, loader, split: str, out_dir: Path, title: str) -> EvalOutputs:
         """(true, arg-max predicted) class of every sample of ``loader``."""

@@ -26,6 +26,7 @@ class RegressionTask(Task, StagedSteps, pl.LightningModule):
 
     # the figure a run of this task is ranked and reported by: coefficient of determination
     score_key = "test/r2"
+    registers = True
     datamodule = "regression"
 
     @classmethod
@@ -58,7 +59,20 @@ class RegressionTask(Task, StagedSteps, pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule if self._trainer is not None else None
-        if stage == "fit" and getattr(dm, "target_stats", None):
+        if stage == "fit":
+            self.restore_from_registry(dm)
+
+    def raw_input_model(self, dm) -> tuple | None:
+        """The network between feature standardisation and target scaling: it takes raw features."""
+        from dlzoo.data.regression import RegressionDataModule
+        from dlzoo.tracking.model import raw_input_regressor
+
+        return raw_input_regressor(self.net, dm) if isinstance(dm, RegressionDataModule) else None
+
+    def restore_from_registry(self, dm) -> None:
+        """The target scaling (mean, std of the training split's targets), which a checkpoint holds as buffers
+        and a registered model (the network alone) does not."""
+        if getattr(dm, "target_stats", None):
             self.y_mean.fill_(dm.target_stats[0])
             self.y_std.fill_(dm.target_stats[1])
 

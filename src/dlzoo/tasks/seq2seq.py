@@ -66,6 +66,7 @@ class Seq2SeqTask(Task, pl.LightningModule):
 
     # the figure a run of this task is ranked and reported by: exact-match share of decoded sequences
     score_key = "test/acc"
+    registers = True
     datamodule = "seq2seq"
 
     @classmethod

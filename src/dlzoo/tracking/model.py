@@ -94,26 +94,12 @@ def raw_input_classifier(net: nn.Module, dm) -> tuple[RawInputClassifier, np.nda
     return wrapper, raw[:2].astype(np.float32), meta
 
 
-def raw_input_model(net: nn.Module, dm, task_name: str):
-    """(wrapper, raw input example, metadata) for a classifier or regressor on an array dataset; None for other
-    tasks (generators, seq2seq, detection), whose networks are logged as they are."""
-    from dlzoo.data.datamodule import ArrayDataModule
-    from dlzoo.data.regression import RegressionDataModule
-
-    if task_name == "regress" and isinstance(dm, RegressionDataModule):
-        return raw_input_regressor(net, dm)
-    if task_name == "classify" and isinstance(dm, ArrayDataModule) and not isinstance(dm, RegressionDataModule):
-        return raw_input_classifier(net, dm)
-    return None
-
-
-def log_model(net: nn.Module, dm, task_name: str, example_net_input: np.ndarray, pip_requirements: list[str]):
-    """Log the network as the run's MLflow Model ``model``: with its preprocessing (raw samples in) for a
-    classifier or regressor on an array dataset, as the bare network otherwise (``example_net_input`` shows
-    its input)."""
+def log_model(net: nn.Module, raw: tuple | None, example_net_input: np.ndarray, pip_requirements: list[str]):
+    """Log the network as the run's MLflow Model ``model``: ``raw``, the (wrapper, raw input example, metadata)
+    a task gives for a network with its preprocessing (``Task.raw_input_model``: a classifier or regressor on an
+    array dataset takes raw samples), else the bare network (``example_net_input`` shows its input)."""
     import mlflow.pytorch
 
-    raw = raw_input_model(net, dm, task_name)
     if raw is None:
         return mlflow.pytorch.log_model(net, name="model", input_example=example_net_input,
                                         pip_requirements=pip_requirements)
