@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import FAST, compose, run_cli
+from conftest import FAST, compose
 
 
 def test_bind_fills_the_root_and_resolves_relative_paths_under_it(tmp_path):
@@ -47,22 +46,23 @@ def test_pipeline_job_configs_are_the_same_on_every_machine(project, tmp_path, m
     assert a == (tmp_path / "b.yaml").read_text() and "paths" not in OmegaConf.load(tmp_path / "a.yaml")
 
 
-def test_a_job_started_elsewhere_trains_on_the_project_its_paths_name(project, tmp_path):
+def test_a_job_started_elsewhere_trains_on_the_project_its_paths_name(project, tmp_path, monkeypatch):
     """From a folder that is no project, `paths.root=` picks the project: its splits, its store; the run's
     params and config.yaml hold no machine-local path."""
     import mlflow
 
+    from dlzoo.train import run
+
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    common = ["experiment=digits_mlp", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-              "train.log_model=false", *FAST]
-    r = run_cli(["-m", "dlzoo.train", f"paths.root={project}", *common, f"output_dir={elsewhere / 'run'}"], elsewhere)
-    assert r.returncode == 0, r.stderr[-2000:]
-    info = json.loads((elsewhere / "run" / "run_info.json").read_text())
+    monkeypatch.chdir(elsewhere)
+    cfg = compose([f"paths.root={project}", "experiment=digits_mlp", "trainer.max_epochs=1",
+                   "trainer.limit_train_batches=2", "train.log_model=false", *FAST])
+    info = run(cfg, elsewhere / "run", [])
     assert info["tracking_uri"].startswith(f"sqlite:///{project.resolve() / 'mlflow.db'}")
     assert not (elsewhere / "mlflow.db").exists()
-    run = mlflow.MlflowClient(info["tracking_uri"]).get_run(info["run_id"])
-    assert not any(k.startswith("paths.") for k in run.data.params)
+    run_ = mlflow.MlflowClient(info["tracking_uri"]).get_run(info["run_id"])
+    assert not any(k.startswith("paths.") for k in run_.data.params)
     assert "paths" not in OmegaConf.load(elsewhere / "run" / "config.yaml")
 
 

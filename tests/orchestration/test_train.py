@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import FAST, compose, run_cli, train_until_checkpoint
+from conftest import FAST, SMALL_CNN1D, compose, run_cli, train_until_checkpoint
 
 
 def _train(project: Path, overrides: list[str], name: str = "run") -> dict:
@@ -88,7 +88,7 @@ def test_end_to_end_run_is_recorded_in_mlflow(project):
 
 def test_same_seed_same_test_metrics(project):
     # the pipeline's cnn1d (BatchNorm, augmentation, dropout: every source of randomness) at a quarter of its width
-    small = ["experiment=mnist1d_cnn1d", "model.channels=[8,16,32]", "trainer.max_epochs=2", "train.log_model=false"]
+    small = [*SMALL_CNN1D, "trainer.max_epochs=2", "train.log_model=false"]
     a = _train(project, small, "a")
     b = _train(project, small, "b")
     assert a["test"] == b["test"]
@@ -141,7 +141,7 @@ def test_interrupted_run_is_marked_killed_and_resumes(project):
     import torch
 
     done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
-    info = _train(project, ["experiment=mnist1d_cnn1d", f"trainer.max_epochs={done + 2}", "train.resume=last",
+    info = _train(project, [*SMALL_CNN1D, f"trainer.max_epochs={done + 2}", "train.resume=last",
                             "train.log_model=false"], "killed")
     assert info["status"] == "FINISHED"
     history = client.get_metric_history(info["run_id"], "train/loss")

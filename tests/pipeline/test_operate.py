@@ -12,7 +12,7 @@ import mlflow
 import pytest
 import requests
 
-from conftest import FAST, compose, free_port, run_cli, start_mlflow, train_until_checkpoint
+from conftest import FAST, SMALL_CNN1D, compose, free_port, run_cli, start_mlflow, train_until_checkpoint
 
 
 def _client(project: Path) -> mlflow.MlflowClient:
@@ -128,7 +128,7 @@ def test_sigterm_marks_killed_and_resume_continues_the_same_run(project):
     import torch
 
     done = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
-    r = run_cli(["-m", "dlzoo.train", "experiment=mnist1d_cnn1d", f"trainer.max_epochs={done + 2}", "train.resume=last",
+    r = run_cli(["-m", "dlzoo.train", *SMALL_CNN1D, f"trainer.max_epochs={done + 2}", "train.resume=last",
                  "train.log_model=false", f"output_dir={out}", *FAST], cwd=project, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     (resumed,) = _all_runs(client)  # the same MLflow run, not a new one

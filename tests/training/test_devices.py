@@ -165,12 +165,12 @@ def test_evaluation_and_finetunes_use_the_runs_accelerator(trained_run, monkeypa
     config = trained_run / "run" / "config.yaml"
     cpu = config.read_text()
     config.write_text(cpu.replace("accelerator: cpu", "accelerator: gpu"))
-    from dlzoo.compress.source import finetune, load_source
+    from dlzoo.compress.source import finetune, load_compression_source
     from dlzoo.evaluate import evaluate
 
     with pytest.raises(ConfigError, match="trainer=cpu"):
         evaluate(trained_run / "run", trained_run / "eval", register=False)
-    src = load_source(trained_run / "run")
+    src = load_compression_source(trained_run / "run")
     with pytest.raises(ConfigError, match="trainer=cpu"):
         finetune(src, src.net, 1, 1e-3)
     config.write_text(cpu.replace("precision: 32-true", "precision: bf16-mixed"))

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from dlzoo.compress import measure as M
-from dlzoo.compress.source import Source, finetune, load_source
+from dlzoo.compress.source import Source, finetune, load_compression_source
 from dlzoo.tracking.runs import checkpoint, net_state
 from dlzoo.errors import ConfigError
 from dlzoo.paths import conf_dir, paths_of
@@ -221,7 +221,7 @@ def compress(run_dir: Path, recipes: list[str], out_dir: Path, overrides: list[s
     unused = [o for o in overrides or [] if not any(o in _applicable(n, [o]) for n in recipes)]
     if unused:
         raise ConfigError(f"override(s) {unused} match no key of the recipes {recipes}")
-    src = load_source(run_dir, root)
+    src = load_compression_source(run_dir, root)
     meas = loaded[recipes[0]].measure if recipes else OmegaConf.create({"threads": 1, "repeats": 30, "warmup": 5,
                                                                           "batches": [1, 256]})
     kw = {"batches": list(meas.batches), "repeats": int(meas.repeats), "warmup": int(meas.warmup),

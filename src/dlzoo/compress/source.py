@@ -31,9 +31,9 @@ class Source:
         return self.info["run_id"]
 
 
-def load_source(run_dir: str | Path, root: Path | None = None) -> Source:
-    """The trained run in ``run_dir``, its config bound to the project at ``root`` (default: the one the
-    command runs in)."""
+def load_compression_source(run_dir: str | Path, root: Path | None = None) -> Source:
+    """The trained run in ``run_dir`` with its datamodule and best network (``builders.load_trained_network``),
+    its config bound to the project at ``root`` (default: the one the command runs in)."""
     from dlzoo.builders import load_trained_network
 
     info, cfg, dm, net = load_trained_network(run_dir, root)

@@ -8,6 +8,8 @@ five pools) keeps the map at 1x1 instead of failing; a global average pool repla
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -59,25 +61,17 @@ def _vgg(name: str, input_shape, num_classes, **kwargs) -> VGG:
     return VGG(CFGS[name], c, num_classes, **kwargs)
 
 
-@register_model()
-def vgg11(input_shape, num_classes, width=0.125, batchnorm=True, hidden=256, dropout=0.5, activation="relu") -> VGG:
-    return _vgg("vgg11", input_shape, num_classes, width=width, batchnorm=batchnorm, hidden=hidden, dropout=dropout,
-                activation=activation)
+def _register(name: str) -> Callable[..., VGG]:
+    """One registered builder per depth (its keyword arguments are what `model.*` may set)."""
+
+    @register_model(name)
+    def build(input_shape, num_classes, width=0.125, batchnorm=True, hidden=256, dropout=0.5,
+              activation="relu") -> VGG:
+        return _vgg(name, input_shape, num_classes, width=width, batchnorm=batchnorm, hidden=hidden,
+                    dropout=dropout, activation=activation)
+
+    build.__name__ = build.__qualname__ = name
+    return build
 
 
-@register_model()
-def vgg13(input_shape, num_classes, width=0.125, batchnorm=True, hidden=256, dropout=0.5, activation="relu") -> VGG:
-    return _vgg("vgg13", input_shape, num_classes, width=width, batchnorm=batchnorm, hidden=hidden, dropout=dropout,
-                activation=activation)
-
-
-@register_model()
-def vgg16(input_shape, num_classes, width=0.125, batchnorm=True, hidden=256, dropout=0.5, activation="relu") -> VGG:
-    return _vgg("vgg16", input_shape, num_classes, width=width, batchnorm=batchnorm, hidden=hidden, dropout=dropout,
-                activation=activation)
-
-
-@register_model()
-def vgg19(input_shape, num_classes, width=0.125, batchnorm=True, hidden=256, dropout=0.5, activation="relu") -> VGG:
-    return _vgg("vgg19", input_shape, num_classes, width=width, batchnorm=batchnorm, hidden=hidden, dropout=dropout,
-                activation=activation)
+vgg11, vgg13, vgg16, vgg19 = (_register(name) for name in ("vgg11", "vgg13", "vgg16", "vgg19"))
