@@ -70,7 +70,7 @@ def test_cpu_isa_reads_the_vector_flags():
 
 
 def test_installed_versions_match_the_lock():
-    """What `make setup` installs (pip install -c requirements.lock) is what is installed: the key packages'
+    """What `make setup` installs (uv or pip, -c requirements.lock) is what is installed: the key packages'
     versions equal the lock's pins (a CPU or CUDA build's local label, +cpu, aside)."""
     from dlzoo.tracking.environment import KEY_PACKAGES, public, read_lock
 
@@ -111,7 +111,8 @@ def test_makefile_installs_with_the_lock(makefile_target):
 
     text = subprocess.run(["make", "-n", "-B", makefile_target], cwd=ROOT, capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin"}).stdout
-    if makefile_target == "setup":
+    if makefile_target == "setup":  # uv with the lock, and pip with the lock should uv fail
+        assert "uv pip install -q --compile-bytecode" in text and "-c requirements.lock -e '.[dev]'" in text
         assert "pip install -q -c requirements.lock -e '.[dev]'" in text
     else:
         assert "pip freeze --exclude-editable" in text and "requirements.lock.new" in text
