@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from importlib import metadata
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from conftest import FAST, ROOT, run_cli
+from conftest import FAST, ROOT, compose, run_cli
 
 LOCK = ROOT / "requirements.lock"
 
@@ -19,25 +18,27 @@ def _client(project: Path) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
 
 
-def _cli_train(project: Path, name: str, *overrides: str):
-    out = project / "out" / name
-    r = run_cli(["-m", "dlzoo.train", "experiment=digits_mlp", "trainer.fast_dev_run=true", f"output_dir={out}",
-                 *FAST, *overrides], project)
-    assert r.returncode == 0, r.stderr[-3000:]
-    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
-    return _client(project).get_run(run_id)
-
-
 def test_thread_count_from_config_is_what_the_job_trains_with_and_every_run_records_its_environment(project):
     import torch
 
     from dlzoo.tracking.environment import cpu_isa
+    from dlzoo.train import run
 
-    # the tests run with OMP_NUM_THREADS=1; runtime.threads overrides it inside the job, and is recorded
-    runs = {1: _cli_train(project, "t1", "runtime.threads=1"), 2: _cli_train(project, "t2")}  # 2: conf's default
-    for threads, run in runs.items():
-        assert run.data.params["runtime.threads"] == str(threads)
-        assert run.data.tags["env.torch_threads"] == str(threads)
+    # runtime.threads sets torch's thread count inside the job, whatever the process had, and is recorded
+    before = torch.get_num_threads()
+    runs = {}
+    try:
+        for threads, extra in ((1, ["runtime.threads=1"]), (2, [])):  # 2: conf/config.yaml's default
+            torch.set_num_threads(3)
+            cfg = compose(["experiment=digits_mlp", "trainer.fast_dev_run=true", *FAST, *extra])
+            info = run(cfg, project / "out" / f"t{threads}", [])
+            assert torch.get_num_threads() == threads
+            runs[threads] = _client(project).get_run(info["run_id"])
+    finally:
+        torch.set_num_threads(before)
+    for threads, recorded in runs.items():
+        assert recorded.data.params["runtime.threads"] == str(threads)
+        assert recorded.data.tags["env.torch_threads"] == str(threads)
     tags = runs[2].data.tags
     assert tags["env.torch"] == torch.__version__
     assert tags["env.lightning"] == metadata.version("lightning")
