@@ -152,3 +152,16 @@ def test_only_entry_points_look_for_the_project_in_the_working_directory():
     assert sorted(callers - set(CWD_READERS)) == []
     # the builders and the records take the project from their caller
     assert {"dlzoo.builders", "dlzoo.tracking.mlflow_utils", "dlzoo.tracking.environment"}.isdisjoint(callers)
+
+
+def test_only_command_line_mains_silence_warnings():
+    """`console.quiet()` changes the process's warning filters and log levels: a command's `main` may do that for
+    its user, a library function (compare, compress, a claim's runner) must leave them as its caller set them."""
+    callers = []
+    for f in SRC.rglob("*.py"):
+        tree = ast.parse(f.read_text())
+        for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
+            if any(isinstance(c, ast.Call) and getattr(c.func, "id", None) == "quiet" for c in ast.walk(fn)):
+                callers.append((f.relative_to(SRC).as_posix(), fn.name))
+    assert ("dlzoo/train.py", "hydra_main") in callers and ("dlzoo/compress/cli.py", "main") in callers  # the scan sees them
+    assert [c for c in callers if c[1] not in ("main", "hydra_main")] == []

@@ -91,12 +91,10 @@ def log_row(client, parent_id: str, prefix: str, row: dict) -> None:
 def compare(name: str, out_root: Path) -> dict:
     from dlzoo.configure import compose
     from dlzoo.tracking import mlflow_utils as mu
-    from dlzoo.console import quiet
 
     spec = load_comparison(name)
     base = base_overrides(spec)
     cfg0 = compose(base)
-    quiet()
     root = paths_of(cfg0)[0]
     client = mu.store_client(mu.tracking_uri(cfg0.logger.get("tracking_uri"), root))
     pid = mu.start_parent(client, cfg0.logger.experiment_name, f"compare-{name}", base, {"dlzoo.compare": name}, root)
@@ -117,6 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="metrics JSON (default: metrics/compare_NAME.json)")
     ap.add_argument("--runs", type=Path, default=None, help="run folders (default: artifacts/compare/NAME)")
     args = ap.parse_args(argv)
+    from dlzoo.console import quiet
+
+    quiet()
     root = project_root()
     try:
         result = compare(args.name, args.runs or root / "artifacts" / "compare" / args.name)

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise DataError(f"{out} does not exist: run `python -m dlzoo.claims {spec['name']}` first")
             result = recheck(spec, json.loads(out.read_text()), root)
         else:
+            from dlzoo.console import quiet
+
+            quiet()
             result = run_claim(spec, args.runs or root / "artifacts" / "claims" / spec["name"], root, args.override,
                                seeds, args.threads)
     except DlzooError as exc:

@@ -126,7 +126,6 @@ def run_claim(spec: dict, out_root: Path, root: Path, extra: list[str] | None = 
     from dlzoo.compare import CURVE_KEYS, base_overrides, log_row, run_variant
     from dlzoo.configure import compose
     from dlzoo.tracking import mlflow_utils as mu
-    from dlzoo.console import quiet
 
     started = time.perf_counter()
     inputs = load_inputs(spec, root)  # before training: a missing input is known at once
@@ -136,7 +135,6 @@ def run_claim(spec: dict, out_root: Path, root: Path, extra: list[str] | None = 
     first = next(iter(spec["variants"].values()), {"overrides": []})
     cfg0 = compose([*base, *first["overrides"]])
     base += thread_overrides(cfg0, threads)
-    quiet()
     client = mu.store_client(mu.tracking_uri(cfg0.logger.get("tracking_uri"), root))
     pid = mu.start_parent(client, cfg0.logger.experiment_name, f"claim-{spec['name']}", base, {"dlzoo.claim": spec["name"]},
                           root)

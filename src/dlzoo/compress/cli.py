@@ -29,8 +29,16 @@ def main(argv: list[str] | None = None) -> None:
                     help="folder for the compressed models (default: artifacts/compressed/<run folder name>)")
     ap.add_argument("overrides", nargs="*", help="recipe overrides, e.g. finetune.epochs=2 (applied where the key exists)")
     args = ap.parse_intermixed_args(argv)  # overrides may follow --recipes, as in the examples above
-    from dlzoo.compress.runner import compress, write_metrics
+    import logging
+    import warnings
 
+    from dlzoo.compress.runner import compress, write_metrics
+    from dlzoo.console import quiet
+
+    quiet()
+    for name in ("pytorch_lightning", "lightning.pytorch", "mlflow.pytorch"):  # each fine-tune's Trainer banner
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*(Sparse|sparse|eval mode).*")
     root = project_root()
     try:
         rows = compress(args.run_dir, [r for r in args.recipes.split(",") if r],

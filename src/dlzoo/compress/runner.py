@@ -208,15 +208,6 @@ def compress(run_dir: Path, recipes: list[str], out_dir: Path, overrides: list[s
     """Apply each recipe to the trained run in ``run_dir`` (of the project at ``root``, default: the one the
     command runs in); returns one metrics row for the source and one per compressed model. Overrides
     (``key=value``) apply to every recipe that has the key."""
-    import logging
-    import warnings
-
-    from dlzoo.console import quiet
-
-    quiet()
-    for name in ("pytorch_lightning", "lightning.pytorch", "mlflow.pytorch"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*(Sparse|sparse|eval mode).*")
     loaded = {name: load_recipe(name, _applicable(name, overrides or [])) for name in recipes}
     unused = [o for o in overrides or [] if not any(o in _applicable(n, [o]) for n in recipes)]
     if unused:
