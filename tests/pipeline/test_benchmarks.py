@@ -23,6 +23,21 @@ def test_throughput_benchmark_compares_raw_loop_and_pipeline(project, tmp_path):
     assert floor > 0 and abs(res["lightning_ratio"]["median"] - floor / raw) < 1e-9
 
 
+@pytest.mark.slow  # two trainings in subprocesses: `make test-slow` runs it
+def test_speedups_benchmark_compares_each_variant_with_eager(project, tmp_path):
+    out = tmp_path / "sp.json"
+    r = run_cli([str(ROOT / "benchmarks/speedups.py"), "--experiments", "digits_mlp", "--variants", "bf16",
+                 "--epochs", "2", "--out", str(out)], cwd=project, timeout=600)  # a project with prepared splits
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(out.read_text())["results"]["digits_mlp"]
+    assert set(rows) == {"eager", "bf16"}  # eager is added: the speed-ups are over it
+    assert rows["eager"]["speedup"] == 1.0
+    assert rows["bf16"]["speedup"] == pytest.approx(rows["eager"]["epoch_s"] / rows["bf16"]["epoch_s"], abs=1e-3)
+    assert all(row["first_epoch_s"] > 0 and 0 < row["last_val_acc"] <= 1 for row in rows.values())
+    bad = run_cli([str(ROOT / "benchmarks/speedups.py"), "--variants", "fp8"], cwd=project, timeout=120)
+    assert bad.returncode == 2 and "unknown variant(s) fp8; choose from eager, compile, bf16" in bad.stderr
+
+
 def test_startup_benchmark_checks_that_help_does_not_import_lightning(project, tmp_path):
     out = tmp_path / "s.json"
     r = run_cli([str(ROOT / "benchmarks/startup.py"), "--repeats", "1", "--commands", "report --help,train --cfg job",
