@@ -172,7 +172,7 @@ test: data postgres
 test-slow: data browser postgres
 	python -m pytest -m slow $(PYTEST_ARGS)
 
-# Benchmarks (issue 12): figures go to benchmarks/results/*.json; see benchmarks/README.md. Not timed tests.
+# Benchmarks: figures go to benchmarks/results/*.json; see benchmarks/README.md. Not timed tests.
 bench: data
 	python benchmarks/throughput.py
 	python benchmarks/step_profile.py
