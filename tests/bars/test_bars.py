@@ -14,7 +14,7 @@ BARS = {"digits_lenet5": 0.97, "mnist1d_cnn1d": 0.90, "mnist1d_mlp": 0.60}
 
 
 # Whole trainings (LeNet-5 alone is 70 s on a 2-core EPYC): they run with the slow bar tests (`make test-slow`),
-# next to the same bars held across seeds and thread counts (tests/pipeline/test_seeds.py) and issue 4's
+# next to the same bars held across seeds and thread counts (tests/pipeline/test_seeds.py) and the
 # higher MNIST-1D bars (tests/tasks/test_sequences.py).
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment,bar", sorted(BARS.items()))

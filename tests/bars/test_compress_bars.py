@@ -1,4 +1,4 @@
-"""The compression bars of issue 6, reached by the pipeline's own experiment configs and recipes.
+"""The compression bars, reached by the pipeline's own experiment configs and recipes.
 
 Each source is trained exactly as its `train@<exp>` stage trains it, then compressed with the recipes of
 its `compress@<exp>` stage (conf/config.yaml pipeline.compress) through the same runner."""

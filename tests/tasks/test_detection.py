@@ -1,4 +1,4 @@
-"""Object detection (issue 8): box ops, the YOLO loss and decoding, the mAP adapter, the canvases, the bar."""
+"""Object detection: box ops, the YOLO loss and decoding, the mAP adapter, the canvases, the bar."""
 
 from __future__ import annotations
 

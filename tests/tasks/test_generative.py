@@ -1,4 +1,4 @@
-"""Generative models (issue 7): VAE maths, GAN training steps, the ring's mode metric, sample quality on
+"""Generative models: VAE maths, GAN training steps, the ring's mode metric, sample quality on
 digits (Fréchet distance in a classifier's feature space), and the issue's bars (slow)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The cheap training-metric paths (issue 12): per-epoch train metrics and the buffered MLflow logger."""
+"""The cheap training-metric paths: per-epoch train metrics and the buffered MLflow logger."""
 
 from __future__ import annotations
 
