@@ -1,5 +1,5 @@
 """Generative models: VAE maths, GAN training steps, the ring's mode metric, sample quality on
-digits (Fréchet distance in a classifier's feature space), and the issue's bars (slow)."""
+digits (Fréchet distance in a classifier's feature space), and the family's bars (slow)."""
 
 from __future__ import annotations
 
