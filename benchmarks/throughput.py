@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0 = torch's choice)")
+    ap.add_argument("--steps-per-execution", type=int, default=None,
+                    help="train.steps_per_execution of the dlzoo arm (default: the experiment's own)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json")
     args = ap.parse_args(argv)
     import torch
@@ -157,7 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for name in args.models.split(","):
-            cfg = compose([*MODELS[name], *COMMON, f"trainer.max_epochs={args.epochs}", f"logger.tracking_uri={store}",
+            spe = [] if args.steps_per_execution is None else [f"train.steps_per_execution={args.steps_per_execution}"]
+            cfg = compose([*MODELS[name], *COMMON, *spe, f"trainer.max_epochs={args.epochs}",
+                           f"logger.tracking_uri={store}",
                            f"runtime.threads={args.threads or 'null'}"])  # the pipeline arm at the raw loop's count
             OmegaConf.set_readonly(cfg, False)
             raw, ours, floor = [], [], []
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"ratio {ours[-1] / raw[-1]:.3f}  (bare Lightning {floor[-1] / raw[-1]:.3f})", flush=True)
             ratios = [o / r for o, r in zip(ours, raw)]
             floors = [f / r for f, r in zip(floor, raw)]
-            results[name] = {"overrides": MODELS[name] + COMMON, "epochs": args.epochs, "repeats": args.repeats,
+            results[name] = {"overrides": MODELS[name] + COMMON + spe, "epochs": args.epochs, "repeats": args.repeats,
                              "raw_samples_per_s": _spread(raw), "dlzoo_samples_per_s": _spread(ours),
                              "ratio": _spread(ratios), "lightning_samples_per_s": _spread(floor),
                              "lightning_ratio": _spread(floors)}

@@ -95,6 +95,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "distill.alpha": (lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "trainer.profiler": (lambda v: v in (None, "simple", "advanced", "pytorch"),
                          "null, 'simple', 'advanced' or 'pytorch' (Lightning's profilers)"),
+    "train.steps_per_execution": POS_INT,
     "trainer.overfit_batches": (lambda v: _num(v) and v >= 0, "a number >= 0 (batches, or a fraction < 1)"),
 }
 # detection (task=detect)
@@ -121,6 +122,25 @@ def validate(cfg: DictConfig) -> None:
             problems.append(f"{key}={value!r}: must be {allowed}")
     if problems:
         raise ConfigError("invalid config (nothing was trained):\n  " + "\n  ".join(problems))
+    check_steps_per_execution(cfg)
+
+
+def check_steps_per_execution(cfg) -> int:
+    """``train.steps_per_execution`` of a composed config, refused (before training) where it cannot apply
+    (dlzoo.training.multistep)."""
+    k = OmegaConf.select(cfg, "train.steps_per_execution", default=1) or 1
+    if k == 1:
+        return 1
+    trainer = cfg.get("trainer") or {}
+    if (trainer.get("accumulate_grad_batches") or 1) > 1:
+        raise ConfigError(f"train.steps_per_execution={k} and trainer.accumulate_grad_batches="
+                          f"{trainer.accumulate_grad_batches} do not go together (several steps per batch, or one "
+                          "step per several batches): set one of them to 1")
+    if isinstance(trainer.get("val_check_interval"), int):
+        raise ConfigError(f"train.steps_per_execution={k} with an integer trainer.val_check_interval "
+                          f"({trainer.val_check_interval} batches): give it as a fraction of the epoch (e.g. 0.5) "
+                          "or set train.steps_per_execution=1")
+    return k
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -90,6 +90,7 @@ def build(cfg: DictConfig, output_dir: Path) -> Job:
 
     from dlzoo import builders
     from dlzoo.tracking.environment import pin_threads
+    from dlzoo.training import multistep
 
     pin_threads(OmegaConf.select(cfg, "runtime.threads"))  # before anything is built (runtime.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -97,6 +98,7 @@ def build(cfg: DictConfig, output_dir: Path) -> Job:
     dm.setup()  # fails here, before an MLflow run exists, when splits are missing
     net = builders.build_network(cfg, dm.input_shape, dm.num_classes)
     task = builders.build_task(cfg, net, dm.num_classes)
+    multistep.setup(cfg, dm, task)  # train.steps_per_execution
     resume = resume_checkpoint(cfg.train.get("resume"), output_dir / "checkpoints", task)
     if cfg.train.get("compile"):
         net.compile()  # in place: state_dict keys stay as they are (no `_orig_mod.` prefix in checkpoints)
@@ -165,6 +167,7 @@ def _fit(job: Job, record, info: dict, made: dict):
 
     from dlzoo import builders
     from dlzoo.tracking.logger import BufferedMLFlowLogger
+    from dlzoo.training import multistep
     from dlzoo.training.history import EpochHistory
 
     cfg = job.cfg
@@ -176,7 +179,7 @@ def _fit(job: Job, record, info: dict, made: dict):
         experiment_name=cfg.logger.experiment_name, tracking_uri=info["tracking_uri"], run_id=record.run_id,
         synchronous=False, flush_every_s=cfg.logger.get("flush_every_s", 5.0)) if record.rank0 else None
     history = EpochHistory()
-    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_kwargs = multistep.trainer_kwargs(job.task, OmegaConf.to_container(cfg.trainer, resolve=True))
     trainer_kwargs["profiler"] = builders.build_profiler(trainer_kwargs.get("profiler"), job.output_dir / "profiler")
     callbacks = [*_rank_callbacks(builders.build_callbacks(cfg, job.ckpt_dir), record.rank0), history]
     trainer = made["trainer"] = pl.Trainer(**trainer_kwargs, logger=made["logger"] or False, callbacks=callbacks,
@@ -194,6 +197,9 @@ def _fit(job: Job, record, info: dict, made: dict):
     # wall time of fit (training + validation) per epoch run in this process (a resumed run counts its own)
     info["epoch_time_s"] = fit_s / max(1, len(history.rows))
     record.log_metric("time/epoch_s", info["epoch_time_s"])
+    if history.startup_s is not None:  # from the shell to the first training step (benchmarks/startup.py)
+        info["startup_s"] = history.startup_s
+        record.log_metric("time/startup_s", history.startup_s)
     if record.rank0:
         history.write_csv(job.output_dir / "history.csv")
         _log_run_artifacts(cfg, job.task, trainer, history, job.output_dir, info)

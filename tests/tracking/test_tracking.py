@@ -36,9 +36,13 @@ def client(project: Path):
 def test_run_records_model_training_kind_datasets_and_job_params(project, tmp_path):
     from dlzoo.tracking import mlflow_utils as mu
 
+    started = time.time()
     info, stdout = train(project)
+    took = time.time() - started
     c = client(project)
     run = c.get_run(info["run_id"])
+    # the time from the shell to the first training step: within the command's wall time, past its imports
+    assert 0.5 < info["startup_s"] < took and run.data.metrics["time/startup_s"] == pytest.approx(info["startup_s"])
     exp = c.get_experiment(run.info.experiment_id)
     assert exp.tags[mu.EXPERIMENT_KIND_TAG] == mu.MODEL_TRAINING_KIND == "custom_model_development"
     # the printed URL opens the experiment on MLflow's Model-training view

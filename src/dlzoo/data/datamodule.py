@@ -53,6 +53,8 @@ class ArrayDataModule(pl.LightningDataModule):
             raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(known)}")
         self.name, self.splits_dir = name, Path(splits_dir)
         self.batch_size, self.num_workers, self.image_size, self.seed = batch_size, num_workers, image_size, seed
+        # train.steps_per_execution: training batches of so many times batch_size, cut into steps by the task
+        self.steps_per_execution = 1
         self.num_classes = known[name]
         self.standardize = standardize
         # set by dlzoo.builders from the trainer: page-locked batches when they go to a CUDA GPU
@@ -129,6 +131,7 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.datasets[split]
+        batch_size = self.batch_size * (self.steps_per_execution if split == "train" else 1)
         world = self.trainer.world_size if self.trainer is not None else 1
         if world > 1:
             # Shard among DDP ranks with no sample seen twice: training drops the remainder (every rank takes
@@ -140,10 +143,10 @@ class ArrayDataModule(pl.LightningDataModule):
             rank = self.trainer.global_rank
             sampler = (DistributedSampler(ds, world, rank, shuffle=True, seed=self.seed, drop_last=True) if shuffle
                        else UnrepeatedDistributedSampler(ds, world, rank, shuffle=False))
-            return tensor_loader(ds, self.batch_size, sampler=sampler, num_workers=self.num_workers,
+            return tensor_loader(ds, batch_size, sampler=sampler, num_workers=self.num_workers,
                                  persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory)
         g = torch.Generator().manual_seed(self.seed)
-        return tensor_loader(ds, self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+        return tensor_loader(ds, batch_size, shuffle=shuffle, num_workers=self.num_workers,
                              generator=g if shuffle else None, persistent_workers=self.num_workers > 0,
                              pin_memory=self.pin_memory)
 

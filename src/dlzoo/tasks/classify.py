@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from dlzoo.tasks.base import BuildContext, EvalOutputs, Task, predictions
 from dlzoo.tasks.registry import register_task
 from dlzoo.training.epoch_log import TrainEpochLogging
+from dlzoo.training.multistep import MultiStep
 
 
 def balanced_class_weights(y_train_file: Path, num_classes: int) -> list[float]:
@@ -38,7 +39,7 @@ def confusion_plot(cm, output_dir: Path, dataset: str) -> Path:
 
 
 @register_task("classify")
-class ClassificationTask(Task, TrainEpochLogging, pl.LightningModule):
+class ClassificationTask(Task, MultiStep, TrainEpochLogging, pl.LightningModule):
     """Classifier training with accuracy/F1 metrics logged as ``train/*``, ``val/*``, ``test/*``.
 
     ``optimizer`` is a partial ``torch.optim`` constructor (Hydra ``_partial_``) that takes the parameter
@@ -124,6 +125,11 @@ class ClassificationTask(Task, TrainEpochLogging, pl.LightningModule):
         return loss, out, y
 
     def training_step(self, batch, batch_idx):
+        if self.multistep_k > 1:  # train.steps_per_execution (dlzoo.training.multistep)
+            return self.multistep(batch, batch_idx, self._training_loss)
+        return self._training_loss(batch, batch_idx)
+
+    def _training_loss(self, batch, batch_idx):
         from dlzoo.training.optim import penalised
 
         loss, logits, y = self._step(batch)

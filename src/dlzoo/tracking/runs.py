@@ -32,6 +32,7 @@ class RunInfo(TypedDict, total=False):
     last_ckpt: str | None
     epochs: int
     epoch_time_s: float
+    startup_s: float  # from the process's start to its first training batch (imports, data, MLflow run)
     test: dict[str, float]  # test figures (train.test)
     model_uri: str  # the logged MLflow model (train.log_model)
     status: str  # FINISHED / FAILED / KILLED

@@ -18,29 +18,35 @@ class TrainEpochLogging:
     ``val/acc`` and ``test/acc`` (torchmetrics' ``MulticlassAccuracy`` default), so train-val gaps compare like
     with like.
 
-    The running sums are plain tensors in a dict, not a torchmetrics metric: a ``MulticlassAccuracy.update``
-    costs ~0.4 ms per step on CPU against well under 0.1 ms for one ``bincount`` call, and ``nn.Module``
-    attribute assignment is slow too -- both add up on small models (benchmarks/throughput.py)."""
+    The steps' figures are kept in plain lists and reduced once per epoch, not in a torchmetrics metric: a
+    ``MulticlassAccuracy.update`` costs ~0.4 ms per step on CPU, a running ``bincount`` and sum a few tensor
+    operations per step, where two (``detach``, ``argmax``) and four list appends are all a step pays here;
+    ``nn.Module`` attribute assignment is slow too -- all of it adds up on small models
+    (benchmarks/throughput.py)."""
 
     def on_train_epoch_start(self) -> None:
-        # loss: sum of loss x batch size; confusion: (C*C,) counts of (target, prediction) pairs
-        self._train_sums: dict = {"loss": 0.0, "confusion": 0, "seen": 0}
+        # per step: the loss, the batch size, the predicted and the true classes (tensors kept as they are:
+        # appending costs nothing on the device and syncs nothing), reduced once on the epoch's last step
+        self._train_steps: dict = {"loss": [], "n": [], "pred": [], "target": []}
 
     def log_train(self, batch_idx: int, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
-        if "_train_sums" not in self.__dict__:  # no epoch start (the step called outside a Trainer)
+        if "_train_steps" not in self.__dict__:  # no epoch start (the step called outside a Trainer)
             self.on_train_epoch_start()
-        sums = self._train_sums
-        n = target.shape[0]
-        sums["loss"] = sums["loss"] + loss.detach() * n
-        classes = logits.shape[1]
-        pred = logits.detach().argmax(1)
-        sums["confusion"] = sums["confusion"] + torch.bincount(target * classes + pred, minlength=classes * classes)
-        sums["seen"] += n
-        if self._trainer is not None and batch_idx + 1 >= self.trainer.num_training_batches:
-            self.log("train/loss", sums["loss"] / sums["seen"], on_step=False, on_epoch=True, prog_bar=True,
-                     sync_dist=True)
+        steps = self._train_steps
+        steps["loss"].append(loss.detach())
+        steps["n"].append(target.shape[0])
+        steps["pred"].append(logits.detach().argmax(1))
+        steps["target"].append(target)
+        # the epoch's last step (of its last batch, where a batch holds several: dlzoo.training.multistep)
+        if (self._trainer is not None and batch_idx + 1 >= self.trainer.num_training_batches
+                and getattr(self, "last_of_batch", True)):
+            n = torch.tensor(steps["n"], dtype=torch.float32, device=loss.device)
+            self.log("train/loss", (torch.stack(steps["loss"]).float() * n).sum() / n.sum(), on_step=False,
+                     on_epoch=True, prog_bar=True, sync_dist=True)
             # under DDP the mean of the ranks' accuracies (equal shards), not a pooled count
-            cm = sums["confusion"].view(classes, classes)
+            classes = logits.shape[1]
+            cm = torch.bincount(torch.cat(steps["target"]) * classes + torch.cat(steps["pred"]),
+                                minlength=classes * classes).view(classes, classes)
             support, predicted = cm.sum(1), cm.sum(0)
             # torchmetrics' macro mean: per-class recall, over the classes that occur as target or prediction
             acc = (cm.diagonal() / support.clamp(min=1))[(support + predicted) > 0].mean()

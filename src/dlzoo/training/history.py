@@ -18,6 +18,13 @@ class EpochHistory(pl.Callback):
         self.rows: list[dict[str, float]] = []
         self._started: float | None = None
         self._train_s: float | None = None
+        self.startup_s: float | None = None  # process start -> the first training batch (``time/startup_s``)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # from the process's creation (as the OS records it), so the interpreter's start and every import count
+        import psutil
+
+        self.startup_s = time.time() - psutil.Process().create_time()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._started, self._train_s = time.perf_counter(), None
