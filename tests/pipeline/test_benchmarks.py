@@ -14,9 +14,10 @@ from conftest import ROOT, run_cli
 def test_throughput_benchmark_compares_raw_loop_and_pipeline(project, tmp_path):
     out = tmp_path / "t.json"
     r = run_cli([str(ROOT / "benchmarks/throughput.py"), "--models", "lenet5", "--epochs", "2", "--repeats", "1",
-                 "--out", str(out)], cwd=project, timeout=600)  # a project with prepared splits
+                 "--steps-per-execution", "4", "--out", str(out)], cwd=project, timeout=600)  # prepared splits
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())["results"]["lenet5"]
+    assert "train.steps_per_execution=4" in res["overrides"]  # the pipeline arm's
     raw, ours, ratio = res["raw_samples_per_s"]["median"], res["dlzoo_samples_per_s"]["median"], res["ratio"]["median"]
     assert raw > 0 and ours > 0 and abs(ratio - ours / raw) < 1e-9
     floor = res["lightning_samples_per_s"]["median"]  # the bare-Trainer reference arm
