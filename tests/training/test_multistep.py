@@ -45,26 +45,39 @@ def _same_training(a: dict, b: dict) -> None:
     # reduce-on-plateau at every epoch's end (mode=max on val/loss: it never "improves") and clipping by value
     ["trainer.max_epochs=3", "scheduler=plateau", "scheduler.mode=max", "scheduler.patience=0",
      "trainer.gradient_clip_val=0.01", "trainer.gradient_clip_algorithm=value"],
+    # callbacks with step hooks (gradient norms, update sizes: history.csv's grad/* and update/* columns)
+    ["trainer.max_epochs=2", "+callbacks.grad_norms._target_=dlzoo.training.probes.GradientNorms",
+     "+callbacks.update_norms._target_=dlzoo.training.probes.UpdateNorms"],
+    # augmentation (drawn per step, between the forward passes) on a CNN
+    ["experiment=digits_lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=6"],
+    # Lightning's own path for each step (a precision plug-in that adds to it: autocast), clipping under it
+    ["trainer.max_epochs=1", "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=0.05"],
 ])
 def test_several_steps_per_batch_make_the_same_updates_as_one(project, extra):
-    one, h1 = _train(project, "k1", *extra)
+    one, h1 = _train(project, "k1", "train.steps_per_execution=1", *extra)
     three, h3 = _train(project, "k3", "train.steps_per_execution=3", *extra)  # 20 batches an epoch: 7 of 3, last of 2
     _same_training(one, three)
     assert _history(h1) == _history(h3)
-    assert one["global_step"] == 20 * one["epoch"] + 20  # optimizer steps, not Lightning steps
+    if any("GradientNorms" in o for o in extra):
+        assert "grad/first_over_last" in h3 and "update/effective_lr" in h3
+    if not any(o.startswith("trainer.limit_train_batches") for o in extra):
+        assert one["global_step"] == 20 * one["epoch"] + 20  # optimizer steps, not Lightning steps
     if "scheduler=plateau" in extra:  # the schedule did act
         assert three["optimizer_states"][0]["param_groups"][0]["lr"] < compose([*BASE, *extra]).optimizer.lr
 
 
-@pytest.mark.parametrize("limits, steps", [
-    (["trainer.max_epochs=2", "trainer.limit_train_batches=5"], 10),  # 5 an epoch, not 2 batches x 4
-    (["trainer.max_epochs=1", "trainer.max_steps=7"], 7),  # not 2 batches x 4
+@pytest.mark.parametrize("k, limits, steps", [
+    (4, ["trainer.max_epochs=2", "trainer.limit_train_batches=6"], 12),  # 6 an epoch (3 steps a batch), not 2 x 4
+    # the epoch's batches all in one (digits: 20 steps an epoch), 6 steps of it: the sampler is not run to its
+    # end, as with one step per batch, so the next epoch's shuffle is the same
+    (32, ["trainer.max_epochs=2", "trainer.limit_train_batches=6"], 12),
+    (4, ["trainer.max_epochs=1", "trainer.max_steps=7"], 7),  # not 2 batches x 4
 ])
-def test_step_limits_count_optimizer_steps(project, limits, steps):
-    one, _ = _train(project, "k1", *limits)
-    four, _ = _train(project, "k4", "train.steps_per_execution=4", *limits)
-    assert four["global_step"] == steps
-    _same_training(one, four)
+def test_step_limits_count_optimizer_steps(project, k, limits, steps):
+    one, _ = _train(project, "k1", "train.steps_per_execution=1", *limits)
+    several, _ = _train(project, f"k{k}", f"train.steps_per_execution={k}", *limits)
+    assert several["global_step"] == steps
+    _same_training(one, several)
 
 
 def test_what_cannot_take_several_steps_is_refused_before_training(project):

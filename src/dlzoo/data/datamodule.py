@@ -114,6 +114,15 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # (x, y) training batches only: Lightning's model summary sends the task's example input (x,) here too
+        if self.steps_per_execution > 1:  # the task augments each step's share (augment_step), in step order
+            return batch
+        return self.augment_step(batch)
+
+    def augment_step(self, batch):
+        """The training batch of one optimizer step, augmented (``regularizer.augment``); anything else as it is.
+        With several steps per Lightning batch (``train.steps_per_execution``) the task calls it once per step,
+        so the random draws come in the same order as with one step per batch, between the same forward passes
+        (dropout draws from the same generator): the augmented samples and the run's figures stay the same."""
         if self.augment.active and self.trainer is not None and self.trainer.training and len(batch) == 2:
             x, y = batch
             fill = (0.0 - self.stats[0]) / self.stats[1]  # where raw inputs are 0 (background), after scaling

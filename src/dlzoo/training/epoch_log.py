@@ -41,8 +41,10 @@ class TrainEpochLogging:
         if (self._trainer is not None and batch_idx + 1 >= self.trainer.num_training_batches
                 and getattr(self, "last_of_batch", True)):
             n = torch.tensor(steps["n"], dtype=torch.float32, device=loss.device)
+            # batch_size=1: the figures are the epoch's already; Lightning's mean over logged values weights each
+            # by its batch size, and v * b / b is not exactly v in float32 (the last batch's b would leak in)
             self.log("train/loss", (torch.stack(steps["loss"]).float() * n).sum() / n.sum(), on_step=False,
-                     on_epoch=True, prog_bar=True, sync_dist=True)
+                     on_epoch=True, prog_bar=True, sync_dist=True, batch_size=1)
             # under DDP the mean of the ranks' accuracies (equal shards), not a pooled count
             classes = logits.shape[1]
             cm = torch.bincount(torch.cat(steps["target"]) * classes + torch.cat(steps["pred"]),
@@ -50,4 +52,4 @@ class TrainEpochLogging:
             support, predicted = cm.sum(1), cm.sum(0)
             # torchmetrics' macro mean: per-class recall, over the classes that occur as target or prediction
             acc = (cm.diagonal() / support.clamp(min=1))[(support + predicted) > 0].mean()
-            self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True)
+            self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)

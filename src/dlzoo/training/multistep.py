@@ -15,12 +15,13 @@ longer runs, then cut again), and every step is what Lightning's automatic optim
 - gradient clipping (``trainer.gradient_clip_val`` / ``_algorithm``, which Lightning refuses under manual
   optimization, so ``dlzoo.train`` hands them to the task) in ``on_before_optimizer_step``, after unscaling, as
   Lightning clips;
-- LR schedulers: ``interval: step`` ones after every optimizer step, ``interval: epoch`` ones (and
-  ReduceLROnPlateau on its monitored metric) once the training epoch has ended, after validation and after
-  the checkpoint callback saved the epoch (as Lightning orders it), i.e. when the next epoch or the fit's
-  end comes;
-- ``trainer.max_steps`` counts optimizer steps (``trainer.global_step``), and an integer
-  ``trainer.limit_train_batches`` still counts batches of ``data.batch_size``.
+- LR schedulers where Lightning steps them: ``interval: step`` ones after every optimizer step,
+  ``interval: epoch`` ones after the epoch's last step (before validation), ReduceLROnPlateau on its monitored
+  figure after the epoch's hooks (the checkpoint callback's too), i.e. when the next epoch or the fit's end
+  comes;
+- ``trainer.max_steps`` (and ``fast_dev_run``) counts optimizer steps (``trainer.global_step``), and
+  ``trainer.limit_train_batches`` (a number or a fraction) still counts batches of ``data.batch_size``;
+  ``trainer.overfit_batches`` (a debugging run) trains one step per batch.
 
 What is per Lightning step becomes per k optimizer steps: the callbacks' ``on_train_batch_start/end`` (early
 stopping and checkpoints act per epoch or on validation, so they are unaffected) and an integer
@@ -30,11 +31,14 @@ opposite trade (one step per several batches).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 
 from dlzoo.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class MultiStep:
@@ -65,20 +69,95 @@ class MultiStep:
         first = batch_idx * self.multistep_k  # steps of this epoch before this batch
         if self.multistep_epoch_limit is not None:
             chunks = chunks[:max(0, self.multistep_epoch_limit - first)]
+        steps = len(chunks)
         if trainer.max_steps > 0:
             chunks = chunks[:max(0, trainer.max_steps - trainer.global_step)]
+        hooks = self._lean_hooks(trainer)
+        # the datamodule's per-step transform (augmentation), which it leaves to the task under several steps
+        prepare = getattr(trainer.datamodule, "augment_step", None)
         losses = []
         for i, chunk in enumerate(chunks):
-            self.last_of_batch = i == len(chunks) - 1
-            loss = one_step(chunk, batch_idx)
+            self.__dict__["last_of_batch"] = i == len(chunks) - 1  # (nn.Module's __setattr__ is slow)
+            loss = one_step(prepare(chunk) if prepare is not None else chunk, batch_idx)
             opt.zero_grad()
-            self.manual_backward(loss)
-            opt.step()
+            if hooks is None:
+                self.manual_backward(loss)
+                opt.step()
+            else:
+                self._lean_step(hooks, loss, opt)
             for scheduler in per_step:
                 scheduler.step()
             losses.append(loss.detach())
-        self.last_of_batch = True
+        self.__dict__["last_of_batch"] = True
+        if batch_idx + 1 >= trainer.num_training_batches and len(chunks) == steps:
+            # the epoch's last step: Lightning steps its epoch schedulers here, before validation (all but
+            # ReduceLROnPlateau, which waits for the epoch's hooks: on_train_epoch_end below)
+            self._step_epoch_schedulers(plateau=False)
         return torch.stack(losses).mean() if losses else None
+
+    def _lean_hooks(self, trainer) -> dict[str, list] | None:
+        """Per hook of a step, the callbacks' and the task's methods that do something, where the plain path
+        applies (one device, ``32-true`` precision, no profiler); None elsewhere (Lightning's own path).
+
+        Why not always Lightning's path: ``manual_backward`` and the optimizer wrapper call every callback's
+        ``on_before_backward`` / ``on_after_backward`` / ``on_before_optimizer_step`` -- inherited no-ops for
+        almost all of them, each in a profiler context under a name built from the callback's state key, with
+        two ``nn.Module`` attribute writes around each hook -- ~60 us per step on a 2-core CPU, as much as a
+        softmax regression's whole step. Here only the methods that are overridden are called, in Lightning's
+        order (callbacks, then the task), and the rest of what those calls do on this path is done as they do
+        it: ``LightningModule.backward``, the step counters of Lightning's manual-optimization loop (the
+        optimizer wrapper's ``_on_before_step`` / ``_on_after_step``), the hooks before the step inside the
+        optimizer's closure. Under mixed precision, DDP or a profiler the plug-ins add to each call, and
+        Lightning's path is taken. tests/training/test_multistep.py checks both paths against one step per
+        batch."""
+        cached = self.__dict__.get("_lean")
+        if cached is not None and cached[0] is trainer:
+            return cached[1]
+        import lightning.pytorch as pl
+        from lightning.pytorch.plugins.precision import Precision
+        from lightning.pytorch.profilers import PassThroughProfiler
+        from lightning.pytorch.strategies import SingleDeviceStrategy
+        from lightning.pytorch.utilities.model_helpers import is_overridden
+
+        hooks = None
+        if (type(trainer.precision_plugin) is Precision and type(trainer.strategy) is SingleDeviceStrategy
+                and isinstance(trainer.profiler, PassThroughProfiler)):
+            def acts(name: str) -> bool:  # the task's hook does something: a subclass's, or this mixin's clipping
+                if getattr(type(self), name) is getattr(MultiStep, name, None):
+                    return name == "on_before_optimizer_step" and bool(self.multistep_clip[0])
+                return is_overridden(name, self)
+
+            hooks = {name: [getattr(cb, name) for cb in trainer.callbacks
+                            if getattr(type(cb), name) is not getattr(pl.Callback, name)]
+                     + ([getattr(self, name)] if acts(name) else [])
+                     for name in ("on_before_backward", "on_after_backward", "on_before_optimizer_step")}
+        self.__dict__["_lean"] = (trainer, hooks)
+        return hooks
+
+    def _lean_step(self, hooks: dict[str, list], loss, opt) -> None:
+        """``manual_backward(loss)`` and ``opt.step()`` on the plain path (see ``_lean_hooks``)."""
+        self._call_hooks(hooks["on_before_backward"], "on_before_backward", loss)
+        self.backward(loss)
+        self._call_hooks(hooks["on_after_backward"], "on_after_backward")
+        opt._on_before_step()  # Lightning's step counters (trainer.global_step)
+        optimizer = opt.optimizer
+        optimizer.step(closure=lambda: self._call_hooks(hooks["on_before_optimizer_step"], "on_before_optimizer_step",
+                                                        optimizer))
+        opt._on_after_step()
+
+    def _call_hooks(self, methods: list, name: str, *args) -> None:
+        if not methods:
+            return None
+        previous = self._current_fx_name  # as Lightning's hook calls: what self.log is called from
+        self.__dict__["_current_fx_name"] = name  # a plain attribute (nn.Module's __setattr__ is slow)
+        trainer = self.trainer
+        for method in methods:
+            if getattr(method, "__self__", None) is self:
+                method(*args)
+            else:
+                method(trainer, self, *args)
+        self.__dict__["_current_fx_name"] = previous
+        return None
 
     def on_before_optimizer_step(self, optimizer) -> None:
         super().on_before_optimizer_step(optimizer)
@@ -88,29 +167,35 @@ class MultiStep:
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        # Lightning steps epoch schedulers after every on_train_epoch_end hook, the checkpoint callback's among
-        # them (which runs after this one): so the epoch's step waits for the next epoch's start, or the end
-        self.multistep_epoch_due = not self.automatic_optimization and self.multistep_k > 1
+        # Lightning steps ReduceLROnPlateau after every on_train_epoch_end hook, the checkpoint callback's among
+        # them (which runs after this one): so that step waits for the next epoch's start, or the fit's end
+        self.multistep_plateau_due = not self.automatic_optimization and self.multistep_k > 1
 
     def on_train_epoch_start(self) -> None:
-        self._step_epoch_schedulers()
+        self._step_epoch_schedulers(plateau=True)
         super().on_train_epoch_start()
 
     def on_train_end(self) -> None:
-        self._step_epoch_schedulers()
+        self._step_epoch_schedulers(plateau=True)
         super().on_train_end()
 
-    def _step_epoch_schedulers(self) -> None:
-        if not getattr(self, "multistep_epoch_due", False):
-            return
-        self.multistep_epoch_due = False
-        epoch = self.trainer.current_epoch - 1  # the epoch that ended (its count is already advanced)
-        for config in self.trainer.lr_scheduler_configs:
-            if config.interval != "epoch" or (epoch + 1) % (config.frequency or 1):
+    def _step_epoch_schedulers(self, plateau: bool) -> None:
+        """Step the ``interval: epoch`` schedulers of the epoch that ends: ReduceLROnPlateau ones (on their
+        monitored figure) if ``plateau``, the others if not -- where and when Lightning's automatic
+        optimization steps each kind."""
+        trainer = self.trainer
+        if plateau:
+            if not getattr(self, "multistep_plateau_due", False):
+                return
+            self.__dict__["multistep_plateau_due"] = False
+        epoch = trainer.current_epoch - (1 if plateau else 0)  # the epoch that ended (counted already when due)
+        for config in trainer.lr_scheduler_configs:
+            is_plateau = isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+            if config.interval != "epoch" or is_plateau != plateau or (epoch + 1) % (config.frequency or 1):
                 continue
-            if isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if is_plateau:
                 # Lightning keeps no monitor under manual optimization: the task's (configure_optimizers)
-                value = self.trainer.callback_metrics.get(self.multistep_monitor)
+                value = trainer.callback_metrics.get(self.multistep_monitor)
                 if value is None:
                     raise ConfigError(f"ReduceLROnPlateau monitors {self.multistep_monitor}, which was not logged "
                                       f"by epoch {epoch}")
@@ -128,10 +213,23 @@ def setup(cfg, dm, task) -> None:
     if not isinstance(task, MultiStep) or not hasattr(dm, "steps_per_execution"):
         raise ConfigError(f"train.steps_per_execution={k}: task={cfg.task} takes one optimizer step per training "
                           "batch (task=classify takes several); set train.steps_per_execution=1")
-    limit = cfg.trainer.get("limit_train_batches")
+    if cfg.trainer.get("overfit_batches"):
+        # a debugging run on a few fixed batches (debug=overfit), which Lightning counts in its own batches for
+        # training and validation alike: one step per batch keeps its meaning, and speed is not the point there
+        log.info("train.steps_per_execution=%s: one step per batch under trainer.overfit_batches", k)
+        return
+    limit, batch = cfg.trainer.get("limit_train_batches"), cfg.data.batch_size
+    if isinstance(limit, float) and 0 < limit < 1:  # a fraction of the epoch's steps, as Lightning takes it
+        limit = int(math.ceil(len(dm.datasets["train"]) / batch) * limit)
+    if isinstance(limit, int) and limit >= 0:
+        # k divides the limit: the loader then draws exactly the limit's samples from the sampler, as one step
+        # per batch does (torch's RandomSampler draws its next permutation when it is iterated to its end, so
+        # drawing more would change the shuffles of the epochs after)
+        k = max(d for d in range(1, max(1, min(k, limit)) + 1) if limit % d == 0) if limit else 1
+        if k == 1:
+            return
     dm.steps_per_execution = k
-    task.enable_multistep(k, cfg.data.batch_size, (cfg.trainer.get("gradient_clip_val"),
-                                                    cfg.trainer.get("gradient_clip_algorithm")),
+    task.enable_multistep(k, batch, (cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")),
                           epoch_limit=limit if isinstance(limit, int) else None)
 
 

@@ -61,17 +61,21 @@ class UpdateNorms(pl.Callback):
         self._grads = torch.zeros((), device=pl_module.device)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        self._settle()  # the previous step's move: the weights have not changed since it
         grads = [p.grad.detach() for p in self._params if p.grad is not None]
         if grads:
             self._grads += torch.sqrt(sum((g * g).sum() for g in grads))
             self._before = [p.detach().clone() for p in self._params]
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def _settle(self) -> None:
+        """Add the last step's ‖θ_after − θ_before‖. Settled at the next step or the epoch's end, not in a batch
+        hook: a batch may hold several steps (train.steps_per_execution)."""
         if self._before is not None:
             self._steps += torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(self._params, self._before)))
             self._before = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._settle()
         moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(self._params, self._start)))
         pl_module.log_dict({"update/norm": float(moved),
                             "update/effective_lr": float(self._steps / self._grads.clamp_min(1e-30))}, on_epoch=True)
