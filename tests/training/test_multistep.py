@@ -66,6 +66,22 @@ def test_several_steps_per_batch_make_the_same_updates_as_one(project, extra):
         assert three["optimizer_states"][0]["param_groups"][0]["lr"] < compose([*BASE, *extra]).optimizer.lr
 
 
+def test_distillation_takes_several_steps_per_batch_with_the_same_updates(project):
+    """The distillation task is a classification task with its own loss: it must reach every step too."""
+    _train(project, "teacher", "trainer.max_epochs=1")
+    distill = ["task=distill", f"+distill.teacher={project / 'teacher'}", "model.hidden=[32]", "trainer.max_epochs=1"]
+    one, _ = _train(project, "k1", "train.steps_per_execution=1", *distill)
+    three, _ = _train(project, "k3", "train.steps_per_execution=3", *distill)
+    _same_training(one, three)
+    assert one["global_step"] == 20
+    first = {k: v for k, v in one["state_dict"].items() if k.startswith("net.")}
+    assert first and "teacher.head.weight" in one["state_dict"]  # the student moved: compared with a fresh one
+    from dlzoo.train import build
+
+    fresh = build(compose([*BASE, *distill]), project / "fresh").task.state_dict()
+    assert not all(torch.equal(v, fresh[k]) for k, v in first.items())
+
+
 @pytest.mark.parametrize("k, limits, steps", [
     (4, ["trainer.max_epochs=2", "trainer.limit_train_batches=6"], 12),  # 6 an epoch (3 steps a batch), not 2 x 4
     # the epoch's batches all in one (digits: 20 steps an epoch), 6 steps of it: the sampler is not run to its

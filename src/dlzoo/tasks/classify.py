@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from dlzoo.tasks.base import BuildContext, EvalOutputs, Task, predictions
 from dlzoo.tasks.registry import register_task
 from dlzoo.training.epoch_log import TrainEpochLogging
-from dlzoo.training.multistep import MultiStep
+from dlzoo.training.multistep import MultiStep, dispatches_steps
 
 
 def balanced_class_weights(y_train_file: Path, num_classes: int) -> list[float]:
@@ -124,12 +124,14 @@ class ClassificationTask(Task, MultiStep, TrainEpochLogging, pl.LightningModule)
             loss = loss + self.hparams.aux_weight * sum(self.loss_fn(a, y) for a in aux)
         return loss, out, y
 
+    @dispatches_steps
     def training_step(self, batch, batch_idx):
         if self.multistep_k > 1:  # train.steps_per_execution (dlzoo.training.multistep)
             return self.multistep(batch, batch_idx, self._training_loss)
         return self._training_loss(batch, batch_idx)
 
     def _training_loss(self, batch, batch_idx):
+        """One step's training loss (what a subclass overrides, so that several steps per batch reach it)."""
         from dlzoo.training.optim import penalised
 
         loss, logits, y = self._step(batch)

@@ -52,7 +52,7 @@ class DistillationTask(ClassificationTask):
         self.teacher.eval()
         return self
 
-    def training_step(self, batch, batch_idx):
+    def _training_loss(self, batch, batch_idx):  # one step's loss (ClassificationTask.training_step calls it)
         x, y = batch
         logits = self(x)
         if isinstance(logits, (tuple, list)):

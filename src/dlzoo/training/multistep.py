@@ -41,6 +41,14 @@ from dlzoo.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+def dispatches_steps(training_step):
+    """Mark a ``training_step`` that hands its batch to ``MultiStep.multistep`` when ``multistep_k > 1``: a
+    subclass that overrides ``training_step`` with one that does not would take no step at all under manual
+    optimization, so ``setup`` refuses such a task instead."""
+    training_step.dispatches_steps = True
+    return training_step
+
+
 class MultiStep:
     """Mixin for a LightningModule whose ``training_step`` returns the loss of one batch: call
     ``enable_multistep(k, batch_size, clip, epoch_limit)`` before fitting (``dlzoo.train`` does) and route
@@ -210,9 +218,10 @@ def setup(cfg, dm, task) -> None:
     k = cfg.train.get("steps_per_execution", 1) or 1
     if k == 1:
         return
-    if not isinstance(task, MultiStep) or not hasattr(dm, "steps_per_execution"):
+    if (not isinstance(task, MultiStep) or not hasattr(dm, "steps_per_execution")
+            or not getattr(type(task).training_step, "dispatches_steps", False)):
         raise ConfigError(f"train.steps_per_execution={k}: task={cfg.task} takes one optimizer step per training "
-                          "batch (task=classify takes several); set train.steps_per_execution=1")
+                          "batch (classification and distillation take several); set train.steps_per_execution=1")
     if cfg.trainer.get("overfit_batches"):
         # a debugging run on a few fixed batches (debug=overfit), which Lightning counts in its own batches for
         # training and validation alike: one step per batch keeps its meaning, and speed is not the point there
