@@ -184,6 +184,8 @@ def _fit(job: Job, record, info: dict, made: dict):
     callbacks = [*_rank_callbacks(builders.build_callbacks(cfg, job.ckpt_dir), record.rank0), history]
     trainer = made["trainer"] = pl.Trainer(**trainer_kwargs, logger=made["logger"] or False, callbacks=callbacks,
                                            default_root_dir=str(job.output_dir))
+    if made["logger"] is not None and getattr(job.task, "multistep_k", 1) > 1:  # curves over optimizer steps
+        made["logger"].step_map = multistep.step_map(trainer)
     record.log_param("data.global_batch_size", cfg.data.batch_size * trainer.world_size)
     started = time.perf_counter()
     trainer.fit(job.task, datamodule=job.dm, ckpt_path=job.resume, weights_only=True)

@@ -66,6 +66,24 @@ def test_several_steps_per_batch_make_the_same_updates_as_one(project, extra):
         assert three["optimizer_states"][0]["param_groups"][0]["lr"] < compose([*BASE, *extra]).optimizer.lr
 
 
+def test_mlflow_curves_are_over_optimizer_steps_either_way(project):
+    """The learning rate every trainer.log_every_n_steps optimizer steps and the epoch figures at the same step
+    numbers, whether a Lightning step holds one optimizer step or several: curves of both kinds of run overlay."""
+    import mlflow
+
+    from dlzoo.train import run
+
+    curves = []
+    for k in (1, 3):
+        info = run(compose([*BASE, "scheduler=onecycle", "trainer.max_epochs=2", "trainer.log_every_n_steps=4",
+                            "train.test=true", f"train.steps_per_execution={k}"]), project / f"k{k}", [])
+        client = mlflow.MlflowClient(info["tracking_uri"])
+        curves.append({key: sorted((m.step, m.value) for m in client.get_metric_history(info["run_id"], key))
+                       for key in ("lr-Adam", "val/acc", "train/loss", "epoch", "test/acc")})
+    assert curves[0] == curves[1]
+    assert [s for s, _ in curves[0]["lr-Adam"]] == list(range(3, 40, 4))  # every 4th of 2 x 20 steps
+
+
 def test_distillation_takes_several_steps_per_batch_with_the_same_updates(project):
     """The distillation task is a classification task with its own loss: it must reach every step too."""
     _train(project, "teacher", "trainer.max_epochs=1")

@@ -32,9 +32,19 @@ class BufferedMLFlowLogger(MLFlowLogger):
         self.flush_every_s = flush_every_s
         self._pending: list = []
         self._last_flush = time.monotonic()
+        # Lightning's step (its batches) -> the step recorded; set where a batch holds several optimizer steps
+        # (dlzoo.training.multistep.step_map), so that every run's curves share one axis: optimizer steps
+        self.step_map = None
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self.step_map is not None and step is not None:
+            step = self.step_map(step)
+        self.log_metrics_at_step(metrics, step)
+
+    @rank_zero_only
+    def log_metrics_at_step(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """``log_metrics`` at ``step`` as given (no ``step_map``)."""
         from mlflow.entities import Metric
 
         timestamp_ms = int(time.time() * 1000)

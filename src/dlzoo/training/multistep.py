@@ -97,7 +97,12 @@ class MultiStep:
                 scheduler.step()
             losses.append(loss.detach())
         self.__dict__["last_of_batch"] = True
-        if batch_idx + 1 >= trainer.num_training_batches and len(chunks) == steps:
+        if len(chunks) < steps:
+            # trainer.max_steps ends the fit inside this batch: with one step per batch Lightning would stop
+            # mid-epoch, before the epoch's validation, so none runs after this batch either (the epoch loop's
+            # own switch for skipping its next validation)
+            trainer.fit_loop.epoch_loop._skip_next_val = True
+        elif batch_idx + 1 >= trainer.num_training_batches:
             # the epoch's last step: Lightning steps its epoch schedulers here, before validation (all but
             # ReduceLROnPlateau, which waits for the epoch's hooks: on_train_epoch_end below)
             self._step_epoch_schedulers(plateau=False)
@@ -191,10 +196,10 @@ class MultiStep:
         """Step the ``interval: epoch`` schedulers of the epoch that ends: ReduceLROnPlateau ones (on their
         monitored figure) if ``plateau``, the others if not -- where and when Lightning's automatic
         optimization steps each kind."""
+        if plateau and not getattr(self, "multistep_plateau_due", False):
+            return
         trainer = self.trainer
         if plateau:
-            if not getattr(self, "multistep_plateau_due", False):
-                return
             self.__dict__["multistep_plateau_due"] = False
         epoch = trainer.current_epoch - (1 if plateau else 0)  # the epoch that ended (counted already when due)
         for config in trainer.lr_scheduler_configs:
@@ -259,3 +264,18 @@ def steps_per_epoch(trainer, batch_size: int, k: int, epoch_limit: int | None) -
     sampler = loader.batch_sampler.sampler if loader.batch_sampler is not None else loader.sampler
     steps = min(trainer.num_training_batches * k, math.ceil(len(sampler) / batch_size))
     return min(steps, epoch_limit) if epoch_limit is not None else steps
+
+
+def step_map(trainer):
+    """Lightning's logging step -> the same point counted in optimizer steps, as one step per batch logs it:
+    what ``BufferedMLFlowLogger.step_map`` takes. During fitting Lightning logs the epoch's and validation's
+    figures at the 0-based index of the last batch done (its ``_batches_that_stepped`` counter, which it
+    lowers by one for the epoch's figures); that is the last optimizer step's index here. After fitting (test)
+    it logs at the number of batches done: the number of optimizer steps here."""
+    loop = trainer.fit_loop.epoch_loop
+
+    def optimizer_step(step: int) -> int:
+        last = trainer.global_step - (0 if trainer.testing else 1)
+        return max(0, last - (loop._batches_that_stepped - step))
+
+    return optimizer_step
