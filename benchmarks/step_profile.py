@@ -1,7 +1,8 @@
 """Where a training step's time goes: Lightning's SimpleProfiler over a real pipeline run, per step.
 
 For each experiment, ``dlzoo.train.run`` trains a few epochs with ``trainer.profiler=simple`` (the pipeline's
-own run: default callbacks, MLflow logging, validation each epoch; regularizers off as in throughput.py) and
+own run: default callbacks, MLflow logging, validation each epoch; regularizers off as in throughput.py; one
+optimizer step per Lightning step, ``train.steps_per_execution=1``, whatever the experiment's config says) and
 this reads the profiler's report (``<run>/profiler/fit-profile.txt``) into microseconds per training step:
 
 - ``data``: the next training batch (the DataLoader; ``train_dataloader_next``);
@@ -91,7 +92,10 @@ def profile(experiment: str, epochs: int, threads: int, workdir: Path) -> dict:
     from dlzoo.train import run
 
     torch.set_num_threads(threads)
-    cfg = compose([f"experiment={experiment}", *COMMON, f"trainer.max_epochs={epochs}", "+trainer.profiler=simple",
+    # one optimizer step per Lightning step: the loop whose per-step parts this splits (several steps per batch,
+    # train.steps_per_execution, pay those parts once per batch: benchmarks/README.md)
+    cfg = compose([f"experiment={experiment}", *COMMON, "train.steps_per_execution=1", f"trainer.max_epochs={epochs}",
+                   "+trainer.profiler=simple",
                    f"runtime.threads={threads}", f"logger.tracking_uri=sqlite:///{workdir / 'mlflow.db'}"])
     out_dir = workdir / experiment
     run(cfg, out_dir, overrides=[])
