@@ -13,7 +13,8 @@ place (the test split is not used).
 
 Variants: ``eager`` (the recipe), ``compile`` (``train.compile=true``: TorchInductor), ``bf16``
 (``trainer.precision=bf16-mixed``: autocast to bfloat16 -- fast only where the CPU has bf16 instructions,
-AVX-512-BF16 or AMX, or on a GPU).
+AVX-512-BF16 or AMX, or on a GPU), ``channels_last`` (``train.channels_last=true``: NHWC weights and image
+batches).
 
     python benchmarks/speedups.py                                   # the default experiments, 1 thread, 4 epochs
     python benchmarks/speedups.py --experiments digits_lenet5 --variants eager,compile --epochs 3
@@ -36,8 +37,10 @@ VARIANTS = {
     "eager": [],
     "compile": ["train.compile=true"],
     "bf16": ["trainer.precision=bf16-mixed"],
+    "channels_last": ["train.channels_last=true"],
 }
-EXPERIMENTS = ["digits_mlp", "digits_lenet5", "digits_resnet18", "mnist1d_cnn1d", "mnist1d_gru"]
+EXPERIMENTS = ["digits_mlp", "digits_lenet5", "digits_resnet18", "mnist1d_cnn1d", "mnist1d_gru", "digits_mobilenet_v1",
+               "digits_densenet"]
 
 
 def train(experiment: str, variant: str, epochs: int, threads: int, tmp: Path) -> dict:

@@ -96,6 +96,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "trainer.profiler": (lambda v: v in (None, "simple", "advanced", "pytorch"),
                          "null, 'simple', 'advanced' or 'pytorch' (Lightning's profilers)"),
     "train.steps_per_execution": POS_INT,
+    "train.channels_last": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.overfit_batches": (lambda v: _num(v) and v >= 0, "a number >= 0 (batches, or a fraction < 1)"),
 }
 # detection (task=detect)

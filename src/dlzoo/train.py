@@ -100,6 +100,12 @@ def build(cfg: DictConfig, output_dir: Path) -> Job:
     task = builders.build_task(cfg, net, dm.num_classes)
     multistep.setup(cfg, dm, task)  # train.steps_per_execution
     resume = resume_checkpoint(cfg.train.get("resume"), output_dir / "checkpoints", task)
+    if cfg.train.get("channels_last"):
+        import torch
+
+        # NHWC: the weights here, the image batches in the datamodule (both, so no conv converts either back)
+        net.to(memory_format=torch.channels_last)
+        dm.channels_last = True
     if cfg.train.get("compile"):
         net.compile()  # in place: state_dict keys stay as they are (no `_orig_mod.` prefix in checkpoints)
     n_flops = builders.count_flops(net, builders.example_input(cfg, net, dm.input_shape))

@@ -288,3 +288,24 @@ def test_model_init_schemes_set_the_textbook_variances():
     cfg = compose(["experiment=digits_mlp", "model.init=he"])
     with pytest.raises(ConfigError, match="model.init='he' is unknown; choose one of: xavier, kaiming"):
         builders.build_network(cfg, (1, 8, 8), 10)
+
+
+def test_channels_last_stores_weights_and_batches_nhwc_and_trains_the_same_net(project):
+    """``train.channels_last``: the conv weights and the image batches in NHWC; the same arithmetic up to the
+    kernels' summation order, so a few steps land where the default memory format lands."""
+    from dlzoo.train import build, run
+
+    common = ["experiment=digits_lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=6",
+              "train.test=false", "train.log_model=false", "runtime.threads=1", *FAST]
+    job = build(compose([*common, "train.channels_last=true"]), project / "built")
+    convs = [m.weight for m in job.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert any(not w.is_contiguous() for w in convs)  # (with one input channel both layouts coincide)
+    x, y = next(iter(job.dm.train_dataloader()))
+    assert job.dm.on_after_batch_transfer((x, y), 0)[0].is_contiguous(memory_format=torch.channels_last)
+    weights = []
+    for flag in ("false", "true"):
+        info = run(compose([*common, f"train.channels_last={flag}"]), project / f"cl-{flag}", [])
+        weights.append(torch.load(info["last_ckpt"], weights_only=False)["state_dict"])
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-4) for k in weights[0])
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0] if k.startswith("net."))

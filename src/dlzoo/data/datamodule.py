@@ -55,6 +55,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.image_size, self.seed = batch_size, num_workers, image_size, seed
         # train.steps_per_execution: training batches of so many times batch_size, cut into steps by the task
         self.steps_per_execution = 1
+        self.channels_last = False  # train.channels_last: image batches (N, C, H, W) stored NHWC on arrival
         self.num_classes = known[name]
         self.standardize = standardize
         # set by dlzoo.builders from the trainer: page-locked batches when they go to a CUDA GPU
@@ -113,6 +114,8 @@ class ArrayDataModule(pl.LightningDataModule):
         return TensorDataset(*(t[idx] for t in ds.tensors))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.channels_last and isinstance(batch, (tuple, list)) and batch and batch[0].dim() == 4:
+            batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
         # (x, y) training batches only: Lightning's model summary sends the task's example input (x,) here too
         if self.steps_per_execution > 1:  # the task augments each step's share (augment_step), in step order
             return batch
