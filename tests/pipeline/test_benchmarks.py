@@ -36,7 +36,7 @@ def test_speedups_benchmark_compares_each_variant_with_eager(project, tmp_path):
     assert rows["bf16"]["speedup"] == pytest.approx(rows["eager"]["epoch_s"] / rows["bf16"]["epoch_s"], abs=1e-3)
     assert all(row["first_epoch_s"] > 0 and 0 < row["last_val_acc"] <= 1 for row in rows.values())
     bad = run_cli([str(ROOT / "benchmarks/speedups.py"), "--variants", "fp8"], cwd=project, timeout=120)
-    assert bad.returncode == 2 and "unknown variant(s) fp8; choose from eager, compile, bf16" in bad.stderr
+    assert bad.returncode == 2 and "unknown variant(s) fp8; choose from eager, compile, bf16, channels_last" in bad.stderr
 
 
 def test_startup_benchmark_checks_that_help_does_not_import_lightning(project, tmp_path):
