@@ -30,20 +30,16 @@ def quick_exit() -> None:
     """Make the interpreter's shutdown skip the cycle collection of everything still alive.
 
     At exit CPython tears its modules down and runs the cycle collector over every object the process still
-    tracks; with torch, Lightning and MLflow imported that is millions of objects, ~1.5-2.5 s of a 2-core CPU
-    (benchmarks/startup.py) -- paid by every command, so by every DVC stage and every subprocess of the tests.
+    tracks; with torch, Lightning and MLflow imported that is millions of objects, seconds of a 2-core CPU --
+    paid by every command, so by every DVC stage and every subprocess of the tests.
     ``gc.freeze()`` as the last exit handler moves them to the permanent generation, which those collections
     skip. Everything an exit normally does still happens (the other exit handlers, MLflow's flush of queued
     writes among them, run first: handlers run last-registered first); what no longer happens is calling the
     finalisers of objects kept alive only by reference cycles, whose memory the OS takes back anyway. Only at
-    exit: a process that goes on (a test calling ``main()``) collects as before."""
-    global _QUICK_EXIT
-    if not _QUICK_EXIT:
-        atexit.register(gc.freeze)
-        _QUICK_EXIT = True
-
-
-_QUICK_EXIT = False
+    exit: a process that goes on (a test calling ``main()``) collects as before. Registered once however often
+    it is called."""
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 def quiet() -> None:

@@ -93,7 +93,8 @@ def test_distillation_takes_several_steps_per_batch_with_the_same_updates(projec
     _same_training(one, three)
     assert one["global_step"] == 20
     first = {k: v for k, v in one["state_dict"].items() if k.startswith("net.")}
-    assert first and "teacher.head.weight" in one["state_dict"]  # the student moved: compared with a fresh one
+    assert first and "teacher.head.weight" in one["state_dict"]  # the student's weights, the teacher beside them
+    # the student moved from where it starts
     from dlzoo.train import build
 
     fresh = build(compose([*BASE, *distill]), project / "fresh").task.state_dict()

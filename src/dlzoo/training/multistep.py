@@ -55,7 +55,6 @@ class MultiStep:
     ``training_step`` through ``multistep(batch, batch_idx, one_step)`` when ``multistep_k > 1``."""
 
     multistep_k: int = 1
-    multistep_monitor = "val/loss"  # what ReduceLROnPlateau steps on (configure_optimizers' monitor)
 
     def enable_multistep(self, k: int, batch_size: int, clip: tuple[float | None, str | None] = (None, None),
                          epoch_limit: int | None = None) -> None:
@@ -115,8 +114,8 @@ class MultiStep:
         Why not always Lightning's path: ``manual_backward`` and the optimizer wrapper call every callback's
         ``on_before_backward`` / ``on_after_backward`` / ``on_before_optimizer_step`` -- inherited no-ops for
         almost all of them, each in a profiler context under a name built from the callback's state key, with
-        two ``nn.Module`` attribute writes around each hook -- ~60 us per step on a 2-core CPU, as much as a
-        softmax regression's whole step. Here only the methods that are overridden are called, in Lightning's
+        two ``nn.Module`` attribute writes around each hook -- on a 2-core CPU a large share of a softmax
+        regression's whole step (benchmarks/README.md, steps_per_execution). Here only the methods that are overridden are called, in Lightning's
         order (callbacks, then the task), and the rest of what those calls do on this path is done as they do
         it: ``LightningModule.backward``, the step counters of Lightning's manual-optimization loop (the
         optimizer wrapper's ``_on_before_step`` / ``_on_after_step``), the hooks before the step inside the
@@ -207,10 +206,11 @@ class MultiStep:
             if config.interval != "epoch" or is_plateau != plateau or (epoch + 1) % (config.frequency or 1):
                 continue
             if is_plateau:
-                # Lightning keeps no monitor under manual optimization: the task's (configure_optimizers)
-                value = trainer.callback_metrics.get(self.multistep_monitor)
+                from dlzoo.training.optim import PLATEAU_MONITOR  # (Lightning keeps none under manual optimization)
+
+                value = trainer.callback_metrics.get(PLATEAU_MONITOR)
                 if value is None:
-                    raise ConfigError(f"ReduceLROnPlateau monitors {self.multistep_monitor}, which was not logged "
+                    raise ConfigError(f"ReduceLROnPlateau monitors {PLATEAU_MONITOR}, which was not logged "
                                       f"by epoch {epoch}")
                 config.scheduler.step(value)
             else:
@@ -258,12 +258,20 @@ def trainer_kwargs(task, kwargs: dict) -> dict:
     return kwargs
 
 
-def steps_per_epoch(trainer, batch_size: int, k: int, epoch_limit: int | None) -> int:
-    """Optimizer steps in one epoch of a ``multistep`` task (the schedulers' ``total_steps``)."""
+def total_steps(task) -> int:
+    """The optimizer steps of a ``multistep`` task's whole fit (the schedulers' ``total_steps``): what
+    Lightning's ``estimated_stepping_batches`` is with one step per batch."""
+    trainer = task.trainer
+    trainer.estimated_stepping_batches  # noqa: B018 -- sets up the train loader, as Lightning does for its own count
     loader = trainer.train_dataloader
     sampler = loader.batch_sampler.sampler if loader.batch_sampler is not None else loader.sampler
-    steps = min(trainer.num_training_batches * k, math.ceil(len(sampler) / batch_size))
-    return min(steps, epoch_limit) if epoch_limit is not None else steps
+    per_epoch = min(trainer.num_training_batches * task.multistep_k, math.ceil(len(sampler) / task.multistep_batch))
+    if task.multistep_epoch_limit is not None:
+        per_epoch = min(per_epoch, task.multistep_epoch_limit)
+    if trainer.max_epochs is None or trainer.max_epochs < 0:
+        return trainer.max_steps
+    run = per_epoch * trainer.max_epochs
+    return min(trainer.max_steps, run) if trainer.max_steps > 0 else run
 
 
 def step_map(trainer):

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+PLATEAU_MONITOR = "val/loss"  # what ReduceLROnPlateau steps on
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
 
@@ -68,17 +69,17 @@ def configure_optimizers(module, net: nn.Module, optimizer: Callable, scheduler:
     opt = optimizer(param_groups(net, weight_decay))
     if scheduler is None:
         return opt
-    total = module.trainer.estimated_stepping_batches if module._trainer is not None else None
-    if total is not None and getattr(module, "multistep_k", 1) > 1:  # several optimizer steps per batch
-        from dlzoo.training.multistep import steps_per_epoch
+    several = getattr(module, "multistep_k", 1) > 1  # several optimizer steps per batch (training.multistep)
+    total = None
+    if module._trainer is not None:
+        if several:
+            from dlzoo.training.multistep import total_steps
 
-        trainer = module.trainer
-        per_epoch = steps_per_epoch(trainer, module.multistep_batch, module.multistep_k, module.multistep_epoch_limit)
-        total = min(trainer.max_steps, per_epoch * trainer.max_epochs) if trainer.max_steps > 0 else (
-            per_epoch * trainer.max_epochs if trainer.max_epochs > 0 else trainer.max_steps)
+            total = total_steps(module)
+        else:
+            total = module.trainer.estimated_stepping_batches
     sched = build_scheduler(scheduler, opt, total_steps=total, interval=interval,
                             max_epochs=module.trainer.max_epochs if module._trainer is not None else None)
-    if getattr(module, "multistep_k", 1) > 1:  # manual optimization: the task steps it (training.multistep)
-        module.multistep_monitor = "val/loss"
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": interval}}
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": interval, "monitor": "val/loss"}}
+    config = {"scheduler": sched, "interval": interval}
+    # Lightning ignores (and warns about) a monitor under manual optimization, where the task steps its schedulers
+    return {"optimizer": opt, "lr_scheduler": config if several else config | {"monitor": PLATEAU_MONITOR}}
