@@ -40,6 +40,8 @@ from dlzoo.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+PLATEAU_MONITOR = "val/loss"  # what ReduceLROnPlateau steps on (dlzoo.training.optim.configure_optimizers)
+
 
 def dispatches_steps(training_step):
     """Mark a ``training_step`` that hands its batch to ``MultiStep.multistep`` when ``multistep_k > 1``: a
@@ -206,8 +208,7 @@ class MultiStep:
             if config.interval != "epoch" or is_plateau != plateau or (epoch + 1) % (config.frequency or 1):
                 continue
             if is_plateau:
-                from dlzoo.training.optim import PLATEAU_MONITOR  # (Lightning keeps none under manual optimization)
-
+                # Lightning keeps no monitor under manual optimization: the one configure_optimizers names
                 value = trainer.callback_metrics.get(PLATEAU_MONITOR)
                 if value is None:
                     raise ConfigError(f"ReduceLROnPlateau monitors {PLATEAU_MONITOR}, which was not logged "

@@ -8,7 +8,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-PLATEAU_MONITOR = "val/loss"  # what ReduceLROnPlateau steps on
+from dlzoo.training.multistep import PLATEAU_MONITOR, total_steps
+
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
 
@@ -73,8 +74,6 @@ def configure_optimizers(module, net: nn.Module, optimizer: Callable, scheduler:
     total = None
     if module._trainer is not None:
         if several:
-            from dlzoo.training.multistep import total_steps
-
             total = total_steps(module)
         else:
             total = module.trainer.estimated_stepping_batches
