@@ -1,4 +1,4 @@
-"""The lecture-claims suite (issue 11): each claim of the lecture notes run as an experiment with a verdict.
+"""The lecture-claims suite: each claim of the lecture notes run as an experiment with a verdict.
 
 ``conf/claims/<name>.yaml`` states the claim, its lecture, the runs that test it (``base`` overrides shared by
 ``variants``, each trained for every one of ``seeds``) and ``checks``: a statistic (dlzoo.claims.expr) with an

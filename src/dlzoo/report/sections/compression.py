@@ -87,8 +87,8 @@ def int8_speed(crows: list[dict]) -> list[str]:
                      f"batch 256" for r in q)
     paying = [r["name"] for r in q if r["speedup/b256"] >= 1.5]
     verdict = (f"INT8 pays (>= 1.5x at batch 256) on {', '.join(paying)}." if paying else
-               "**INT8 is not faster than FP32 on these models** (the issue's bar, >= 1.5x at batch 256, is not met "
-               "on any pipeline model).")
+               "**INT8 is not faster than FP32 on these models** (no pipeline model reaches 1.5x at batch "
+               "256).")
     if len(paying) == len(q):
         return ["", f"INT8 speed: {figs}. {verdict}"]
     cpu = sorted({r["cpu"] for r in q if r.get("cpu")})

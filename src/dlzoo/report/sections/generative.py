@@ -1,4 +1,4 @@
-"""Report section of the generative experiments (issue 7): reconstruction / KL / ELBO of the autoencoders
+"""Report section of the generative experiments: reconstruction / KL / ELBO of the autoencoders
 (rows of task ``autoencode``), sample quality scored by the digits classifier (``metrics/samples/*.json``,
 the `sample_quality` stages), the β-VAE sweep (``compare_beta_vae``), and GAN vs WGAN on the ring
 (rows of task ``gan``; over seeds: ``compare_gan_seeds``)."""
