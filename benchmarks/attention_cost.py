@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
 
 
 def measure(layer, x, repeats: int) -> dict:
@@ -86,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = run(lengths, args.window, args.d_model, args.heads, args.batch, args.repeats, args.device)
     setting = {k: getattr(args, k) for k in ("window", "d_model", "heads", "batch", "repeats", "device", "threads")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"setting": setting, "machine": platform.processor() or platform.machine(),
-                                    "torch": torch.__version__, "rows": rows}, indent=1))
+    args.out.write_text(json.dumps({**header("attention_cost", __file__, argv), "setting": setting, "rows": rows},
+                                   indent=1))
     print(f"wrote {args.out}")
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,9 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"least squares on {context['n']} random 80/20 splits: R² {context['mean']:.3f} ± {context['sd']:.3f} "
           f"(min {context['min']:.3f}, max {context['max']:.3f}); {context['share_at_least_0.45']:.0%} reach 0.45")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "diabetes_ceiling", "date": time.strftime("%Y-%m-%d %H:%M"),
-                                    "project_split": on_split, "least_squares_random_splits": context,
-                                    "command": "python benchmarks/diabetes_ceiling.py"}, indent=1) + "\n")
+    args.out.write_text(json.dumps({**header("diabetes_ceiling", __file__, argv), "project_split": on_split,
+                                    "least_squares_random_splits": context}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

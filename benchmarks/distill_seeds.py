@@ -32,6 +32,9 @@ from pathlib import Path
 
 from dlzoo.report.sections.compression import gap_closed  # None where there is no gap
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"mean over {len(rows)} seeds: teacher {mean['teacher']:.4f}  scratch {mean['scratch']:.4f}  distilled "
           f"{mean['distilled']:.4f}  gap closed {closed if closed is None else format(closed, '.0%')}; distilled "
           f"beats scratch in {summary['distilled_beats_scratch']} of {len(rows)}")
-    record = {"benchmark": "distill_seeds", "date": time.strftime("%Y-%m-%d %H:%M"), "run": str(args.run),
+    record = {**header("distill_seeds", __file__, argv), "run": str(args.run),
               "recipe": args.recipe, "threads": args.threads, "jobs": args.jobs, "seeds": rows, "summary": summary}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

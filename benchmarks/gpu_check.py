@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from machine import header  # noqa: E402
 from throughput import MODELS, _pieces, dlzoo_epochs, steady  # noqa: E402
 
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "train.log_model=false"]
@@ -137,14 +136,6 @@ def throughput(models: list[str], trainer: list[str], epochs: int, workdir: Path
     return out
 
 
-def machine() -> dict:
-    import torch
-
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "gpus": gpus, "torch": torch.__version__}
-
-
 def main(argv: list[str] | None = None) -> int:
     from dlzoo.configure import compose
 
@@ -170,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = args.epochs or (2 if args.dry_run else 5)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        record = {"benchmark": "gpu_check", "dry_run": args.dry_run, **machine(), "trainer": setting,
+        record = {**header("gpu_check", __file__, argv), "dry_run": args.dry_run, "trainer": setting,
                   "experiments": experiments(names, setting["one"], work), "ddp": ddp(setting["all"], work),
                   "throughput": throughput(args.models.split(","), setting["one"], epochs, work)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

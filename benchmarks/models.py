@@ -23,8 +23,10 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
 
 SHAPES = {"mlp": (1, 8, 8), "logreg": (1, 8, 8), "cnn1d": (1, 40), "rnn": (1, 40), "lstm": (1, 40), "gru": (1, 40),
           "bilstm": (1, 40), "transformer": (1, 40)}
@@ -127,9 +129,9 @@ def main(argv: list[str] | None = None) -> None:
         cells = [row[f"{p}latency_b{b}_us"] for p in ("", "int8_dynamic_") for b in (1, 256)]
         print(f"{name:16} {row['params']:>10,} " + " ".join(f"{'-' if c is None else f'{c:,.0f}':>9}" for c in cells)
               + f" {row.get('train_peak_mib', float('nan')):>10.1f}", flush=True)
-    record = {"benchmark": "models", "date": time.strftime("%Y-%m-%d %H:%M"), "threads": args.threads,
+    record = {**header("models", __file__, argv), "threads": args.threads,
               "repeats": args.repeats, "repeats_b256": args.repeats_b256, "train_steps": args.steps,
-              "torch": torch.__version__, "results": results, "skipped": skipped}
+              "results": results, "skipped": skipped}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     if skipped:

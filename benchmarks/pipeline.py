@@ -18,6 +18,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,8 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.full:
         results["dvc_repro_full_s"] = timed([dvc, "repro", "-f"], clone, log)
         print(f"full dvc repro -f: {results['dvc_repro_full_s'] / 60:.1f} min", flush=True)
-    record = {"benchmark": "pipeline", "date": time.strftime("%Y-%m-%d %H:%M"), "commit": commit,
-              "cpus": os.cpu_count(), "results": results}
+    record = {**header("pipeline", __file__, argv), "commit": commit, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"-> {args.out} (log: {log})")

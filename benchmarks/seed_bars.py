@@ -31,6 +31,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS_CNNS = ("digits_lenet5", "digits_alexnet", "digits_vgg16", "digits_googlenet", "digits_resnet18",
                "digits_plain18", "digits_resnet50", "digits_densenet", "digits_mobilenet_v1")
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     grid = [(e, s, t) for e in args.experiments for s in args.seeds for t in args.threads]
     from dlzoo.tracking.environment import environment_tags
 
-    command = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
+    head = header("seed_bars", __file__, argv)
     from dlzoo.paths import project_root
 
     environment = environment_tags(project_root())
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     def write(rows: list[dict], partial: bool) -> dict:
         """The table so far: rewritten after every finished run, so a sweep that is stopped or fails after an
         hour keeps what it measured (``"partial": true`` until every run of the grid is in)."""
-        result = {"command": command, "partial": partial, "load_avg_at_end": os.getloadavg(),
+        result = {**head, "partial": partial, "load_avg_at_end": os.getloadavg(),
                   "environment": environment, "overrides": args.override,
                   "summary": judge(rows, bars) if rows else {}, "runs": rows}
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
+
 VARIANTS = {
     "eager": [],
     "compile": ["train.compile=true"],
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{experiment:18s} {v:8s} epoch {row['epoch_s']:.3f} s (first {row['first_epoch_s']:.1f} s) "
                       f"x{row['speedup']:.2f}  val/acc {row['last_val_acc']}", flush=True)
             results[experiment] = rows
-    record = {"benchmark": "speedups", "date": time.strftime("%Y-%m-%d %H:%M"), "epochs": args.epochs,
+    record = {**header("speedups", __file__, argv), "epochs": args.epochs,
               "threads": args.threads, "environment": environment_tags(project_root()), "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")

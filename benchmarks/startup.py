@@ -23,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
+
 PY = sys.executable
 COMMANDS = {
     "import dlzoo.train": [PY, "-c", "import dlzoo.train"],
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
             if "first_step" in results[name]:
                 f = results[name]["first_step"]
                 print(f"{'  to first step':20} {f['median_s']:6.2f} s  ({f['min_s']:.2f}-{f['max_s']:.2f})", flush=True)
-    record = {"benchmark": "startup", "date": time.strftime("%Y-%m-%d %H:%M"), "repeats": args.repeats,
+    record = {**header("startup", __file__, argv), "repeats": args.repeats,
               "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

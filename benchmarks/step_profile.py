@@ -34,6 +34,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
 from throughput import COMMON  # noqa: E402  (same settings as the throughput benchmark)
 
 EXPERIMENTS = ("mnist1d_logreg", "digits_mlp", "digits_lenet5")
@@ -119,8 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     for k in keys:
         print(f"{k} | " + " | ".join(str(results[n].get(k, "")) for n in args.experiments))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(["python", "benchmarks/step_profile.py", *(argv or sys.argv[1:])]),
-                                    "epochs": args.epochs, "threads": args.threads, "us_per_step": results}, indent=2))
+    args.out.write_text(json.dumps({**header("step_profile", __file__, argv), "epochs": args.epochs, "threads": args.threads, "us_per_step": results}, indent=2))
 
 
 if __name__ == "__main__":

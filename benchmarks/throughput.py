@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
 
 # model -> the experiment it comes from, and overrides that make it the size the benchmark names
 MODELS = {
@@ -177,8 +178,7 @@ def main(argv: list[str] | None = None) -> None:
                              "raw_samples_per_s": _spread(raw), "dlzoo_samples_per_s": _spread(ours),
                              "ratio": _spread(ratios), "lightning_samples_per_s": _spread(floor),
                              "lightning_ratio": _spread(floors)}
-    record = {"benchmark": "throughput", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}
+    record = {**header("throughput", __file__, argv), "threads": torch.get_num_threads(), "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\n{'model':10} {'raw samples/s':>14} {'dlzoo samples/s':>16} {'ratio (min-max)':>20} "

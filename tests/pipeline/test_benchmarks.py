@@ -44,8 +44,15 @@ def test_startup_benchmark_checks_that_help_does_not_import_lightning(project, t
     r = run_cli([str(ROOT / "benchmarks/startup.py"), "--repeats", "1", "--commands", "report --help,train --cfg job",
                  "--out", str(out)], cwd=project, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(out.read_text())["results"]
+    record = json.loads(out.read_text())
+    res = record["results"]
     assert set(res) == {"report --help", "train --cfg job"}
+    # every results file says what ran it and on which CPU (figures depend on its vector extensions)
+    from dlzoo.tracking.environment import cpu_isa, cpu_model
+
+    assert record["command"] == ("python benchmarks/startup.py --repeats 1 --commands 'report --help,train --cfg job'"
+                                 f" --out {out}")
+    assert (record["cpu"], record["cpu_isa"], record["benchmark"]) == (cpu_model(), cpu_isa(), "startup")
     assert all(v["imports_lightning"] is False and v["median_s"] > 0 for v in res.values())
 
 
