@@ -105,7 +105,7 @@ run-seeds: repro
 	dvc repro --single-item --force report
 	@python -m dlzoo.report --print-only
 
-# the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO: ~10 min more on 2 cores), then the report again with it
+# the extra suite (shuffled MNIST-1D, seq2seq, WGAN, YOLO: ~15 min more on 2 cores), then the report again with it
 run-extra: data trainer
 	dvc repro extra/dvc.yaml
 	dvc repro --single-item --force report
